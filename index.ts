@@ -1,0 +1,134 @@
+import http from 'node:http'
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyZeroCopyOptions, SendFileZeroCopyOptions, ZeroCopyStats } from './types/index'
+import { resolvePluginOptions, resolveCallOptions, type ResolvedOptions } from './lib/options'
+import { resolveRequestPath } from './lib/resolve-path'
+import { openFile, closeFile, RootDirectories, type OpenedFile } from './lib/open-file'
+import { planFileResponse, appMayOverride, type RequestFacts } from './lib/plan-response'
+import { native } from './lib/native'
+import { newStats, snapshot, type FallbackReason } from './lib/stats'
+import { sendWithSendfile, plainSocketFd } from './lib/sendfile-transport'
+import { sendWithWrite } from './lib/write-transport'
+import {
+  FST_ZEROCOPY_BAD_PATH, FST_ZEROCOPY_FORBIDDEN, FST_ZEROCOPY_NOT_FOUND, FST_ZEROCOPY_NO_ROOT,
+  httpErrorForOpen
+} from './lib/errors'
+
+interface PluginState {
+  options: ResolvedOptions
+  roots: RootDirectories
+  stats: ZeroCopyStats
+}
+
+async function zeroCopyPlugin (fastify: FastifyInstance, pluginOptions: FastifyZeroCopyOptions): Promise<void> {
+  const options = resolvePluginOptions(pluginOptions)
+  if (options instanceof Error) throw options
+
+  const state: PluginState = { options, roots: new RootDirectories(), stats: newStats() }
+  if (native.reason !== null && options.zeroCopy) {
+    fastify.log.warn(`fastify-zero-copy: ${native.reason}; files are sent with the write-based fallback`)
+  }
+
+  fastify.decorateReply('zeroCopyTransport', null)
+  fastify.decorateReply('sendFileZeroCopy', function (this: FastifyReply, filePath: string, callOptions?: SendFileZeroCopyOptions) {
+    sendFile(this, state, filePath, callOptions)
+    return this
+  })
+  fastify.decorate('zeroCopy', {
+    stats: () => snapshot(state.stats),
+    native: native.binding !== null,
+    nativeUnavailableReason: native.reason
+  })
+  fastify.addHook('onClose', async () => state.roots.closeAll())
+}
+
+// The whole request flow, top to bottom. Everything that can fail is done
+// before a transport is chosen, so errors take Fastify's normal path.
+function sendFile (reply: FastifyReply, state: PluginState, filePath: string, callOptions: SendFileZeroCopyOptions | undefined): void {
+  const options = callOptions === undefined ? state.options : resolveCallOptions(state.options, callOptions)
+  if (options instanceof Error) {
+    reply.send(options)
+    return
+  }
+
+  // 1. Which file: refuse escapes, dotfiles and malformed paths.
+  const resolved = resolveRequestPath(filePath, options.root, options.dotfiles)
+  if (resolved.kind === 'refused') {
+    reply.send(refusalError(resolved.status, filePath))
+    return
+  }
+
+  // 2. Open it and describe it from the same fd.
+  let file: OpenedFile
+  try {
+    file = openFile(resolved, state.roots)
+  } catch (err) {
+    const httpError = httpErrorForOpen(err as Error)
+    if ((httpError as { statusCode?: number }).statusCode === 503) reply.header('retry-after', '1')
+    reply.send(httpError)
+    return
+  }
+  if (!file.isFile) {
+    closeFile(file.fd)
+    reply.send(new FST_ZEROCOPY_NOT_FOUND())
+    return
+  }
+
+  // 3. Status, headers and byte range (conditionals, Range, slice).
+  const request = reply.request.raw
+  const facts: RequestFacts = { method: request.method ?? 'GET', headers: request.headers, status: reply.statusCode }
+  const plan = planFileResponse(facts, file, resolved.kind === 'beneath' ? resolved.relative : resolved.path, options)
+  for (const name in plan.headers) {
+    if (!(appMayOverride.includes(name) && reply.hasHeader(name))) reply.header(name, plan.headers[name])
+  }
+  reply.code(plan.status)
+
+  if (!plan.body) {
+    closeFile(file.fd)
+    state.stats.responses.none++
+    reply.zeroCopyTransport = 'none'
+    reply.send()
+    return
+  }
+
+  // 4. Send the body: zero-copy where the connection allows it.
+  const fallback = fallbackReason(reply, options)
+  if (fallback === null) {
+    sendWithSendfile({
+      reply, status: plan.status, file, filePath, start: plan.start, end: plan.end,
+      sendTimeout: options.sendTimeout, stats: state.stats
+    })
+    return
+  }
+  state.stats.fallbacks[fallback]++
+  sendWithWrite(reply, file.fd, plan.start, plan.end, state.stats)
+}
+
+// sendfile needs our addon, a plain HTTP/1.x response, and the kernel fd
+// of an unencrypted socket. A pipelined response has no socket yet: it is
+// a real HTTP/1 connection (inject always has one), checked again later.
+function fallbackReason (reply: FastifyReply, options: ResolvedOptions): FallbackReason | null {
+  if (!options.zeroCopy) return 'disabled'
+  if (native.binding === null) return 'native'
+  const res = reply.raw
+  if (!(res instanceof http.ServerResponse) || reply.request.raw.httpVersionMajor !== 1) return 'http2'
+  const socket = res.socket
+  if (socket === null) return null
+  if ((socket as { encrypted?: boolean }).encrypted === true) return 'tls'
+  return plainSocketFd(socket) < 0 ? 'inject' : null
+}
+
+function refusalError (status: 400 | 403 | 404 | 500, filePath: string): Error {
+  switch (status) {
+    case 400: return new FST_ZEROCOPY_BAD_PATH()
+    case 403: return new FST_ZEROCOPY_FORBIDDEN()
+    case 404: return new FST_ZEROCOPY_NOT_FOUND()
+    case 500: return new FST_ZEROCOPY_NO_ROOT(filePath)
+  }
+}
+
+const zeroCopy = fp(zeroCopyPlugin, { fastify: '5.x', name: 'fastify-zero-copy' })
+
+// The export triple: require(), import default, and a named import.
+export = Object.assign(zeroCopy, { default: zeroCopy, zeroCopy })

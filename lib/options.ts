@@ -1,0 +1,139 @@
+// Option schemas, compiled once with ajv. The plugin throws what these
+// return; per-call options go through the same schema plus start/end/filename.
+import path from 'node:path'
+import fs from 'node:fs'
+import Ajv, { ErrorObject } from 'ajv'
+import type { FastifyZeroCopyOptions, SendFileZeroCopyOptions } from '../types/index'
+import { FST_ZEROCOPY_INVALID_OPTION } from './errors'
+import { cacheControlValue } from './cache-control'
+
+const fileResponseProperties = {
+  root: { type: 'string', minLength: 1 },
+  dotfiles: { enum: ['allow', 'deny', 'ignore'] },
+  etag: { type: 'boolean' },
+  lastModified: { type: 'boolean' },
+  cacheControl: { type: 'boolean' },
+  maxAge: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', minLength: 1 }] },
+  immutable: { type: 'boolean' },
+  acceptRanges: { type: 'boolean' },
+  contentType: { type: 'boolean' },
+  sendTimeout: { type: 'integer', minimum: 0, maximum: 2147483647 },
+  zeroCopy: { type: 'boolean' }
+} as const
+
+const pluginSchema = {
+  type: 'object',
+  properties: fileResponseProperties,
+  additionalProperties: false
+}
+
+const callSchema = {
+  type: 'object',
+  properties: {
+    ...fileResponseProperties,
+    start: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    end: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    filename: { type: 'string', minLength: 1, maxLength: 1024 }
+  },
+  additionalProperties: false
+}
+
+const ajv = new Ajv({ allErrors: false, strict: true })
+const validatePluginOptions = ajv.compile(pluginSchema)
+const validateCallOptions = ajv.compile(callSchema)
+
+/** Options with every default filled in and derived values computed once. */
+export interface ResolvedOptions {
+  root: string | undefined
+  dotfiles: 'allow' | 'deny' | 'ignore'
+  etag: boolean
+  lastModified: boolean
+  /** The Cache-Control value to send, or null when the option is off. */
+  cacheControl: string | null
+  maxAge: number | string
+  immutable: boolean
+  acceptRanges: boolean
+  contentType: boolean
+  sendTimeout: number
+  zeroCopy: boolean
+  start: number
+  end: number | undefined
+  filename: string | undefined
+}
+
+export const defaults: ResolvedOptions = {
+  root: undefined,
+  dotfiles: 'ignore',
+  etag: true,
+  lastModified: true,
+  cacheControl: 'public, max-age=0',
+  maxAge: 0,
+  immutable: false,
+  acceptRanges: true,
+  contentType: true,
+  sendTimeout: 60000, // nginx's send_timeout
+  zeroCopy: true,
+  start: 0,
+  end: undefined,
+  filename: undefined
+}
+
+function optionError (error: ErrorObject | undefined): Error {
+  if (error === undefined) return new FST_ZEROCOPY_INVALID_OPTION('options', 'invalid')
+  if (error.keyword === 'additionalProperties') {
+    return new FST_ZEROCOPY_INVALID_OPTION(String(error.params.additionalProperty), 'unknown option')
+  }
+  if (error.instancePath === '') {
+    return new FST_ZEROCOPY_INVALID_OPTION('options', 'must be an object')
+  }
+  const name = error.instancePath.slice(1).split('/')[0]
+  const expected = error.keyword === 'enum'
+    ? `must be one of ${(error.params.allowedValues as unknown[]).map(v => JSON.stringify(v)).join(', ')}`
+    : error.keyword === 'anyOf' ? 'must be a non-negative integer (ms) or a duration string such as "1d"' : error.message ?? 'invalid'
+  return new FST_ZEROCOPY_INVALID_OPTION(name, expected)
+}
+
+// What ajv cannot say: an absolute, existing folder; a parsable maxAge;
+// a slice whose end is not before its start.
+// The folder's existence is checked once at registration; a per-call root
+// that is missing surfaces as the open's own error.
+function checkValues (o: Partial<SendFileZeroCopyOptions>, atRegistration: boolean): Error | null {
+  if (o.root !== undefined) {
+    if (!path.isAbsolute(o.root)) return new FST_ZEROCOPY_INVALID_OPTION('root', 'must be an absolute path')
+  }
+  if (o.root !== undefined && atRegistration) {
+    let isDirectory = false
+    try { isDirectory = fs.statSync(o.root).isDirectory() } catch {}
+    if (!isDirectory) return new FST_ZEROCOPY_INVALID_OPTION('root', `"${o.root}" is not a directory`)
+  }
+  if (o.maxAge !== undefined) {
+    try { cacheControlValue(o.maxAge, false) } catch (err) {
+      return new FST_ZEROCOPY_INVALID_OPTION('maxAge', (err as Error).message)
+    }
+  }
+  if (o.start !== undefined && o.end !== undefined && o.end < o.start) {
+    return new FST_ZEROCOPY_INVALID_OPTION('end', 'must not be before start')
+  }
+  return null
+}
+
+function resolve (base: ResolvedOptions, o: Partial<SendFileZeroCopyOptions>): ResolvedOptions {
+  const merged = { ...base, ...(o as Partial<ResolvedOptions>) }
+  const cacheControlOn = o.cacheControl ?? base.cacheControl !== null
+  merged.cacheControl = cacheControlOn ? cacheControlValue(merged.maxAge, merged.immutable) : null
+  if (merged.root !== undefined) merged.root = path.resolve(merged.root)
+  return merged
+}
+
+/** Validates plugin options; returns the resolved options or the error to throw. */
+export function resolvePluginOptions (options: unknown): ResolvedOptions | Error {
+  const o = options ?? {}
+  if (!validatePluginOptions(o)) return optionError(validatePluginOptions.errors?.[0])
+  return checkValues(o as FastifyZeroCopyOptions, true) ?? resolve(defaults, o as FastifyZeroCopyOptions)
+}
+
+/** Validates per-call options over the plugin's; returns them or the error. */
+export function resolveCallOptions (base: ResolvedOptions, options: unknown): ResolvedOptions | Error {
+  if (!validateCallOptions(options)) return optionError(validateCallOptions.errors?.[0])
+  return checkValues(options as SendFileZeroCopyOptions, false) ?? resolve(base, options as SendFileZeroCopyOptions)
+}

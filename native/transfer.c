@@ -1,0 +1,214 @@
+/*
+ * The rest of a response body, sent from the event loop without a thread.
+ *
+ * JS sends the first burst synchronously (most files end there). What is
+ * left becomes a transfer: a uv_poll_t waits for the socket to become
+ * writable, each wake-up sends one burst, and a uv_timer_t drops a client
+ * that takes nothing for `timeout` ms (nginx's send_timeout).
+ *
+ * The poll watches a dup() of the socket: libuv refuses a second watcher on
+ * an fd it already polls (UV_EEXIST), and once Node destroys the socket its
+ * fd number may be reused by an unrelated file. The dup keeps the socket
+ * open until we close it, so JS cancels the transfer when the socket closes.
+ */
+#define _GNU_SOURCE
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+/* nginx's sendfile_max_chunk default: one fast client must not monopolise
+ * the loop; a burst ends after this many bytes and resumes next turn. */
+#define ZC_BURST_BUDGET ((int64_t)2 * 1024 * 1024)
+
+typedef struct {
+  uv_poll_t poll;
+  uv_timer_t timer;
+  napi_env env;
+  napi_ref callback;
+  napi_ref handle;     /* weak: the JS object wrapping this struct */
+  napi_async_context async_context;
+  int sock;           /* our dup of the socket: owned */
+  int file;           /* borrowed: JS closes it after the callback */
+  int64_t offset, end;
+  int64_t sent;
+  uint64_t timeout_ms;
+  int status;
+  int open_handles;
+  int finishing;
+} transfer_t;
+
+static void call_back(transfer_t* t) {
+  napi_env env = t->env;
+  napi_handle_scope scope;
+  napi_value fn, recv, argv[2], result;
+  napi_status status;
+
+  NAPI_CALL(env, napi_open_handle_scope(env, &scope));
+  NAPI_CALL(env, napi_get_reference_value(env, t->callback, &fn));
+  NAPI_CALL(env, napi_get_global(env, &recv)); /* make_callback wants an object */
+  argv[0] = zc_int32(env, t->status);
+  argv[1] = zc_double(env, (double)t->sent);
+  status = napi_make_callback(env, t->async_context, recv, fn, 2, argv,
+                              &result);
+  if (status == napi_pending_exception) {
+    napi_value err;
+    NAPI_CALL(env, napi_get_and_clear_last_exception(env, &err));
+    NAPI_CALL(env, napi_fatal_exception(env, err));
+  } else {
+    CHECK(status == napi_ok);
+  }
+  NAPI_CALL(env, napi_close_handle_scope(env, scope));
+}
+
+/* A cancel after the end must find nothing to free twice. */
+static void forget_handle(transfer_t* t) {
+  napi_handle_scope scope;
+  napi_value handle;
+  void* unused;
+
+  NAPI_CALL(t->env, napi_open_handle_scope(t->env, &scope));
+  NAPI_CALL(t->env, napi_get_reference_value(t->env, t->handle, &handle));
+  if (handle != NULL)
+    NAPI_CALL(t->env, napi_remove_wrap(t->env, handle, &unused));
+  NAPI_CALL(t->env, napi_delete_reference(t->env, t->handle));
+  NAPI_CALL(t->env, napi_close_handle_scope(t->env, scope));
+}
+
+static void on_close(uv_handle_t* handle) {
+  transfer_t* t = handle->data;
+  if (--t->open_handles > 0) return;
+
+  /* Closing our dup before JS hears of the end: when JS then destroys the
+   * socket, nothing of ours keeps the connection open. */
+  close(t->sock);
+  forget_handle(t);
+  call_back(t);
+  NAPI_CALL(t->env, napi_delete_reference(t->env, t->callback));
+  NAPI_CALL(t->env, napi_async_destroy(t->env, t->async_context));
+  free(t);
+}
+
+static void finish(transfer_t* t, int status) {
+  if (t->finishing) return;
+  t->finishing = 1;
+  t->status = status;
+  uv_poll_stop(&t->poll);
+  uv_timer_stop(&t->timer);
+  uv_close((uv_handle_t*)&t->poll, on_close);
+  uv_close((uv_handle_t*)&t->timer, on_close);
+}
+
+static void arm_timer(transfer_t* t);
+
+static void on_timeout(uv_timer_t* timer) {
+  finish(timer->data, -ETIMEDOUT);
+}
+
+static void arm_timer(transfer_t* t) {
+  if (t->timeout_ms > 0)
+    uv_timer_start(&t->timer, on_timeout, t->timeout_ms, 0);
+}
+
+static void on_writable(uv_poll_t* poll, int status, int events) {
+  transfer_t* t = poll->data;
+  int64_t before = t->sent;
+  int rc;
+  (void)events;
+
+  if (status < 0) { /* libuv statuses are -errno on Unix */
+    finish(t, status);
+    return;
+  }
+  rc = zc_sendfile_burst(t->sock, t->file, &t->offset, t->end,
+                         ZC_BURST_BUDGET, &t->sent);
+  if (rc == -EAGAIN) {
+    if (t->sent > before) arm_timer(t);
+    return; /* level-triggered: we are called again when writable */
+  }
+  finish(t, rc);
+}
+
+/* transferStart(sock, file, offset, end, timeoutMs, callback(status, sent))
+ *   -> handle object | -errno (dup failed).
+ * The callback runs exactly once, after every native resource is released:
+ * status 0 done, ZC_EOF truncated, -ETIMEDOUT stalled, -ECANCELED cancelled,
+ * other -errno from sendfile or poll. */
+static napi_value transfer_start(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6], handle, name;
+  uv_loop_t* loop;
+  transfer_t* t;
+  int sock, rc;
+
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock = fcntl(zc_arg_int32(env, argv[0]), F_DUPFD_CLOEXEC, 0);
+  if (sock < 0) return zc_int32(env, -errno);
+
+  t = calloc(1, sizeof(*t));
+  CHECK(t != NULL);
+  t->env = env;
+  t->sock = sock;
+  t->file = zc_arg_int32(env, argv[1]);
+  t->offset = zc_arg_int64(env, argv[2]);
+  t->end = zc_arg_int64(env, argv[3]);
+  t->timeout_ms = (uint64_t)zc_arg_int64(env, argv[4]);
+
+  NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+  rc = uv_poll_init(loop, &t->poll, sock);
+  if (rc != 0) {
+    close(sock);
+    free(t);
+    return zc_int32(env, rc);
+  }
+  CHECK(uv_timer_init(loop, &t->timer) == 0);
+  t->poll.data = t;
+  t->timer.data = t;
+  t->open_handles = 2;
+
+  NAPI_CALL(env, napi_create_reference(env, argv[5], 1, &t->callback));
+  NAPI_CALL(env, napi_create_object(env, &handle));
+  NAPI_CALL(env, napi_create_string_utf8(env, "ZeroCopyTransfer",
+                                         NAPI_AUTO_LENGTH, &name));
+  NAPI_CALL(env, napi_async_init(env, handle, name, &t->async_context));
+  NAPI_CALL(env, napi_wrap(env, handle, t, NULL, NULL, NULL));
+  NAPI_CALL(env, napi_create_reference(env, handle, 0, &t->handle));
+
+  CHECK(uv_poll_start(&t->poll, UV_WRITABLE, on_writable) == 0);
+  arm_timer(t);
+  return handle;
+}
+
+/* transferCancel(handle): stop now; the callback still runs (-ECANCELED)
+ * unless the transfer had already ended. */
+static napi_value transfer_cancel(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  transfer_t* t;
+
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (napi_unwrap(env, argv[0], (void**)&t) == napi_ok && t != NULL)
+    finish(t, -ECANCELED);
+  return NULL;
+}
+
+/* transferSent(handle) -> bytes sent so far (for stats and logs). */
+static napi_value transfer_sent(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  transfer_t* t;
+
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (napi_unwrap(env, argv[0], (void**)&t) == napi_ok && t != NULL)
+    return zc_double(env, (double)t->sent);
+  return zc_double(env, -1);
+}
+
+void zc_init_transfer(napi_env env, napi_value exports) {
+  zc_export(env, exports, "transferStart", transfer_start);
+  zc_export(env, exports, "transferCancel", transfer_cancel);
+  zc_export(env, exports, "transferSent", transfer_sent);
+}

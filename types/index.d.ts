@@ -1,0 +1,90 @@
+import { FastifyPluginCallback, FastifyReply } from 'fastify'
+
+declare module 'fastify' {
+  interface FastifyReply {
+    /**
+     * Sends a file: with sendfile(2) straight from the page cache to the
+     * socket where that is possible (Linux, plain HTTP/1.x), otherwise with
+     * a write-based stream. Returns the reply, so `return
+     * reply.sendFileZeroCopy(path)` works in async and sync handlers.
+     */
+    sendFileZeroCopy (filePath: string, options?: fastifyZeroCopy.SendFileZeroCopyOptions): FastifyReply
+    /** How this reply's body was sent, once known; null before. */
+    zeroCopyTransport: fastifyZeroCopy.Transport | null
+  }
+  interface FastifyInstance {
+    zeroCopy: fastifyZeroCopy.ZeroCopyDecorator
+  }
+}
+
+type FastifyZeroCopy = FastifyPluginCallback<fastifyZeroCopy.FastifyZeroCopyOptions>
+
+declare namespace fastifyZeroCopy {
+  /** 'sendfile': zero-copy; 'write': the write-based fallback; 'none': no body (HEAD, 304, 412, 416). */
+  export type Transport = 'sendfile' | 'write' | 'none'
+
+  export interface FileResponseOptions {
+    /** Absolute folder; relative paths resolve under it and nothing escapes it. */
+    root?: string
+    /** Files and folders whose name starts with a dot: 'ignore' (404, default), 'deny' (403) or 'allow'. */
+    dotfiles?: 'allow' | 'deny' | 'ignore'
+    /** Send a strong ETag derived from the file's inode, size and mtime. Default true. */
+    etag?: boolean
+    /** Send Last-Modified. Default true. */
+    lastModified?: boolean
+    /** Send Cache-Control (unless the reply already has one). Default true. */
+    cacheControl?: boolean
+    /** max-age of Cache-Control: milliseconds, or a string such as '1d', '2h', '10s'. Default 0. */
+    maxAge?: number | string
+    /** Add `immutable` to Cache-Control. Default false. */
+    immutable?: boolean
+    /** Honour Range requests and send `Accept-Ranges: bytes`. Default true. */
+    acceptRanges?: boolean
+    /** Set Content-Type from the file extension (unless the reply already has one). Default true. */
+    contentType?: boolean
+    /** Milliseconds without progress before a stalled client is dropped. Default 60000; 0 disables. */
+    sendTimeout?: number
+    /** false forces the write-based fallback. Default true. */
+    zeroCopy?: boolean
+  }
+
+  export interface FastifyZeroCopyOptions extends FileResponseOptions {}
+
+  export interface SendFileZeroCopyOptions extends FileResponseOptions {
+    /** First byte of the file to serve (inclusive). Default 0. */
+    start?: number
+    /** Last byte of the file to serve (inclusive). Default: the end of the file. */
+    end?: number
+    /** Send `Content-Disposition: attachment` with this file name. */
+    filename?: string
+  }
+
+  export interface ZeroCopyStats {
+    responses: { sendfile: number, write: number, none: number }
+    bytes: { sendfile: number, write: number }
+    /** Why responses went through the write-based fallback. */
+    fallbacks: { native: number, disabled: number, inject: number, tls: number, http2: number, refused: number }
+    /** The file ended before Content-Length: the connection was cut. */
+    truncations: number
+    /** Clients dropped after `sendTimeout` without progress. */
+    timeouts: number
+    /** Connections that ended before the body was sent. */
+    aborts: number
+  }
+
+  export interface ZeroCopyDecorator {
+    /** A snapshot of the counters of this plugin instance. */
+    stats (): ZeroCopyStats
+    /** Whether the native addon is loaded (zero-copy possible at all). */
+    readonly native: boolean
+    /** Why the native addon is not used, when it is not. */
+    readonly nativeUnavailableReason: string | null
+  }
+
+  export const zeroCopy: FastifyZeroCopy
+  export { zeroCopy as default }
+}
+
+declare function fastifyZeroCopy (...params: Parameters<FastifyZeroCopy>): ReturnType<FastifyZeroCopy>
+
+export = fastifyZeroCopy
