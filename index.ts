@@ -1,4 +1,5 @@
 import http from 'node:http'
+import { Readable } from 'node:stream'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { FastifyZeroCopyOptions, SendFileZeroCopyOptions, ZeroCopyStats } from './types/index'
@@ -88,7 +89,9 @@ function sendFile (reply: FastifyReply, state: PluginState, filePath: string, ca
     closeFile(file.fd)
     state.stats.responses.none++
     reply.zeroCopyTransport = 'none'
-    reply.send()
+    // Fastify's HEAD route (made from the GET) rewrites Content-Length to 0
+    // for an undefined payload but leaves it alone for a stream.
+    reply.send(facts.method === 'HEAD' ? Readable.from([]) : undefined)
     return
   }
 
