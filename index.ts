@@ -9,8 +9,8 @@ import { openFile, closeFile, RootDirectories, type OpenedFile } from './lib/ope
 import { planFileResponse, appMayOverride, type RequestFacts } from './lib/plan-response'
 import { native } from './lib/native'
 import { newStats, snapshot, type FallbackReason } from './lib/stats'
-import { sendWithSendfile, plainSocketFd } from './lib/sendfile-transport'
-import { sendWithWrite } from './lib/write-transport'
+import { plainSocketFd } from './lib/sendfile-transport'
+import { FileBody } from './lib/file-body'
 import {
   FST_ZEROCOPY_BAD_PATH, FST_ZEROCOPY_FORBIDDEN, FST_ZEROCOPY_NOT_FOUND, FST_ZEROCOPY_NO_ROOT,
   httpErrorForOpen
@@ -26,7 +26,7 @@ async function zeroCopyPlugin (fastify: FastifyInstance, pluginOptions: FastifyZ
   const options = resolvePluginOptions(pluginOptions)
   if (options instanceof Error) throw options
 
-  const state: PluginState = { options, roots: new RootDirectories(), stats: newStats() }
+  const state: PluginState = { options, roots: new RootDirectories(options.root), stats: newStats() }
   if (native.reason !== null && options.zeroCopy) {
     fastify.log.warn(`fastify-zero-copy: ${native.reason}; files are sent with the write-based fallback`)
   }
@@ -95,22 +95,18 @@ function sendFile (reply: FastifyReply, state: PluginState, filePath: string, ca
     return
   }
 
-  // 4. Send the body: zero-copy where the connection allows it.
-  const fallback = fallbackReason(reply, options)
-  if (fallback === null) {
-    sendWithSendfile({
-      reply, status: plan.status, file, filePath, start: plan.start, end: plan.end,
-      sendTimeout: options.sendTimeout, stats: state.stats
-    })
-    return
-  }
-  state.stats.fallbacks[fallback]++
-  sendWithWrite(reply, file.fd, plan.start, plan.end, state.stats)
+  // 4. Send the body as a stream payload: Fastify runs its onSend hooks and
+  // pipes it into the response, where it takes the zero-copy path if the
+  // connection allows it (lib/file-body.ts).
+  reply.send(new FileBody({
+    reply, fd: file.fd, filePath, start: plan.start, end: plan.end,
+    sendTimeout: options.sendTimeout, stats: state.stats, fallback: fallbackReason(reply, options)
+  }))
 }
 
 // sendfile needs our addon, a plain HTTP/1.x response, and the kernel fd
 // of an unencrypted socket. A pipelined response has no socket yet: it is
-// a real HTTP/1 connection (inject always has one), checked again later.
+// a real HTTP/1 connection (inject always has one), checked once it has.
 function fallbackReason (reply: FastifyReply, options: ResolvedOptions): FallbackReason | null {
   if (!options.zeroCopy) return 'disabled'
   if (native.binding === null) return 'native'
@@ -133,5 +129,10 @@ function refusalError (status: 400 | 403 | 404 | 500, filePath: string): Error {
 
 const zeroCopy = fp(zeroCopyPlugin, { fastify: '5.x', name: 'fastify-zero-copy' })
 
-// The export triple: require(), import default, and a named import.
+// The export triple: require(), import default, and a named import. Node's
+// ESM loader finds CommonJS names only in plain `module.exports.x =`
+// assignments (cjs-module-lexer), so these two are spelled out; TypeScript
+// emits the `export =` after them.
+module.exports.default = zeroCopy
+module.exports.zeroCopy = zeroCopy
 export = Object.assign(zeroCopy, { default: zeroCopy, zeroCopy })

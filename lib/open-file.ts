@@ -23,26 +23,40 @@ const S_IFDIR = 0o040000
 const EXDEV = -os.constants.errno.EXDEV
 const statOut = new Float64Array(5)
 
-/** Per-process handles on root folders, opened once and kept. */
+/**
+ * Handles on root folders. The plugin's own root is opened once and kept;
+ * a per-call root may come from request data (a folder per tenant), so it
+ * is opened for the one open it serves and closed: no fd growth per root.
+ */
 export class RootDirectories {
   private readonly fds = new Map<string, number>()
   private readonly realPaths = new Map<string, string>()
 
-  fd (root: string): number {
-    let fd = this.fds.get(root)
-    if (fd === undefined) {
-      fd = native.binding!.openDirectory(root)
-      if (fd < 0) throw systemError(fd, 'open', root)
-      this.fds.set(root, fd)
+  constructor (private readonly kept: string | undefined) {}
+
+  /** Opens `relative` beneath `root` with the addon; returns fd or -errno. */
+  openBeneath (root: string, relative: string, out: Float64Array): number {
+    const binding = native.binding!
+    let dirFd = this.fds.get(root)
+    if (dirFd !== undefined) return binding.openFile(dirFd, relative, out)
+    dirFd = binding.openDirectory(root)
+    if (dirFd < 0) return dirFd
+    if (root === this.kept) {
+      this.fds.set(root, dirFd)
+      return binding.openFile(dirFd, relative, out)
     }
+    const fd = binding.openFile(dirFd, relative, out)
+    binding.close(dirFd)
     return fd
   }
 
-  realPath (root: string): string {
-    let real = this.realPaths.get(root)
+  /** The root's real path, with a trailing separator ('/' stays '/'). */
+  realPrefix (root: string): string {
+    let real = root === this.kept ? this.realPaths.get(root) : undefined
     if (real === undefined) {
       real = fs.realpathSync.native(root)
-      this.realPaths.set(root, real)
+      if (!real.endsWith(path.sep)) real += path.sep
+      if (root === this.kept) this.realPaths.set(root, real)
     }
     return real
   }
@@ -60,24 +74,42 @@ function describe (fd: number, mode: number, size: number, ino: number, mtimeMs:
 }
 
 function openNative (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roots: RootDirectories): OpenedFile {
-  const binding = native.binding!
   const fd = resolved.kind === 'beneath'
-    ? binding.openFile(roots.fd(resolved.root), resolved.relative, statOut)
-    : binding.openFile(-1, resolved.path, statOut)
+    ? roots.openBeneath(resolved.root, resolved.relative, statOut)
+    : native.binding!.openFile(-1, resolved.path, statOut)
+  // RESOLVE_BENEATH also refuses symlinks that only *look* like leaving:
+  // absolute ones, or a detour through `..` that comes back. The rule we
+  // promise is about where the file really is, so ask the slower way.
+  if (fd === EXDEV && resolved.kind === 'beneath') {
+    try {
+      return openPortable(resolved, roots)
+    } catch {
+      // Never let the answer depend on what exists outside the root.
+      throw systemError(EXDEV, 'open')
+    }
+  }
   if (fd < 0) throw systemError(fd, 'open')
   return describe(fd, statOut[0], statOut[1], statOut[2], statOut[3])
 }
 
-// Without openat2 the symlink rule is checked after the open, on the
-// resolved path: weaker (a rename can race it) but still refuses escapes.
+// Where the opened file really is. On Linux /proc/self/fd names the file
+// behind the fd itself, so no rename can race the check; elsewhere the
+// path is resolved again (weaker, still refuses plain escapes).
+function realPathOf (fd: number, full: string): string {
+  if (process.platform === 'linux') {
+    try { return fs.readlinkSync(`/proc/self/fd/${fd}`) } catch {}
+  }
+  return fs.realpathSync.native(full)
+}
+
 function openPortable (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roots: RootDirectories): OpenedFile {
   const full = resolved.kind === 'beneath' ? path.join(resolved.root, resolved.relative) : resolved.path
-  const fd = fs.openSync(full, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0))
+  const fd = fs.openSync(full, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0) | (fs.constants.O_NOCTTY ?? 0))
   try {
     if (resolved.kind === 'beneath') {
-      const realRoot = roots.realPath(resolved.root)
-      const real = fs.realpathSync.native(full)
-      if (real !== realRoot && !real.startsWith(realRoot + path.sep)) throw systemError(EXDEV, 'open')
+      const prefix = roots.realPrefix(resolved.root)
+      const real = realPathOf(fd, full)
+      if (real + path.sep !== prefix && !real.startsWith(prefix)) throw systemError(EXDEV, 'open')
     }
     const st = fs.fstatSync(fd)
     return describe(fd, st.mode, st.size, st.ino, st.mtimeMs)

@@ -78,7 +78,9 @@ export const defaults: ResolvedOptions = {
   filename: undefined
 }
 
-function optionError (error: ErrorObject | undefined): Error {
+function optionError (errors: ErrorObject[] | null | undefined): Error {
+  // ajv reports an anyOf's branches before the anyOf itself: say the latter.
+  const error = errors?.find((e) => e.keyword === 'anyOf') ?? errors?.[0]
   if (error === undefined) return new FST_ZEROCOPY_INVALID_OPTION('options', 'invalid')
   if (error.keyword === 'additionalProperties') {
     return new FST_ZEROCOPY_INVALID_OPTION(String(error.params.additionalProperty), 'unknown option')
@@ -117,7 +119,12 @@ function checkValues (o: Partial<SendFileZeroCopyOptions>, atRegistration: boole
   return null
 }
 
-function resolve (base: ResolvedOptions, o: Partial<SendFileZeroCopyOptions>): ResolvedOptions {
+function resolve (base: ResolvedOptions, given: Partial<SendFileZeroCopyOptions>): ResolvedOptions {
+  // `{ start: undefined }` means "not given", as the optional types say.
+  const o: Partial<SendFileZeroCopyOptions> = {}
+  for (const [key, value] of Object.entries(given)) {
+    if (value !== undefined) (o as Record<string, unknown>)[key] = value
+  }
   const merged = { ...base, ...(o as Partial<ResolvedOptions>) }
   const cacheControlOn = o.cacheControl ?? base.cacheControl !== null
   merged.cacheControl = cacheControlOn ? cacheControlValue(merged.maxAge, merged.immutable) : null
@@ -128,12 +135,12 @@ function resolve (base: ResolvedOptions, o: Partial<SendFileZeroCopyOptions>): R
 /** Validates plugin options; returns the resolved options or the error to throw. */
 export function resolvePluginOptions (options: unknown): ResolvedOptions | Error {
   const o = options ?? {}
-  if (!validatePluginOptions(o)) return optionError(validatePluginOptions.errors?.[0])
+  if (!validatePluginOptions(o)) return optionError(validatePluginOptions.errors)
   return checkValues(o as FastifyZeroCopyOptions, true) ?? resolve(defaults, o as FastifyZeroCopyOptions)
 }
 
 /** Validates per-call options over the plugin's; returns them or the error. */
 export function resolveCallOptions (base: ResolvedOptions, options: unknown): ResolvedOptions | Error {
-  if (!validateCallOptions(options)) return optionError(validateCallOptions.errors?.[0])
+  if (!validateCallOptions(options)) return optionError(validateCallOptions.errors)
   return checkValues(options as SendFileZeroCopyOptions, false) ?? resolve(base, options as SendFileZeroCopyOptions)
 }

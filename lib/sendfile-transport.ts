@@ -1,13 +1,11 @@
-// The zero-copy path: headers through Node, body with sendfile(2) from the
-// page cache straight into the socket. Runs on a hijacked reply.
+// The zero-copy path: Fastify has set the headers on the response; we
+// write them through Node (corked), then move the body with sendfile(2)
+// from the page cache straight into the socket.
 import os from 'node:os'
-import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import type { FastifyReply } from 'fastify'
-import type { ZeroCopyStats } from '../types/index'
 import { native, STATUS_EOF, systemError } from './native'
-import { closeFile, type OpenedFile } from './open-file'
-import { writeRawBody } from './write-transport'
+import type { FileBody } from './file-body'
 
 const { EAGAIN, ECANCELED, ETIMEDOUT, EPIPE, ECONNRESET, EINVAL, ENOSYS, EOPNOTSUPP, ENOTSOCK, EXDEV } = os.constants.errno
 
@@ -30,150 +28,113 @@ export function plainSocketFd (socket: Socket | null): number {
   return typeof handle?.fd === 'number' && handle.fd >= 0 ? handle.fd : -1
 }
 
-export interface SendfileJob {
-  reply: FastifyReply
-  status: number
-  file: OpenedFile
-  filePath: string
-  start: number
-  end: number
-  sendTimeout: number
-  stats: ZeroCopyStats
-}
-
-export function sendWithSendfile (job: SendfileJob): void {
-  const { reply } = job
-  reply.hijack()
+export function sendWithSendfile (body: FileBody, res: ServerResponse): void {
+  const { reply, stats } = body.job
   reply.zeroCopyTransport = 'sendfile'
-  job.stats.responses.sendfile++
-  const res = reply.raw
-  if (res.socket !== null) {
-    writeHeaders(job, res, res.socket)
-    return
-  }
-  // Pipelining: this response waits for the one before it to finish.
-  const onClose = (): void => {
-    job.stats.aborts++
-    closeFile(job.file.fd)
-  }
-  res.once('close', onClose)
-  res.once('socket', (socket: Socket) => {
-    res.removeListener('close', onClose)
-    writeHeaders(job, res, socket)
-  })
+  stats.responses.sendfile++
+  // Pipelining: this response waits for the one before it to finish. If
+  // the connection dies first, FileBody's connection watch cleans up.
+  if (res.socket === null) res.once('socket', (socket: Socket) => writeHeaders(body, res, socket))
+  else writeHeaders(body, res, res.socket)
 }
 
-function writeHeaders (job: SendfileJob, res: ServerResponse, socket: Socket): void {
-  if (socket.destroyed) {
-    job.stats.aborts++
-    closeFile(job.file.fd)
-    return
-  }
-  const headers = job.reply.getHeaders() as OutgoingHttpHeaders
+function writeHeaders (body: FileBody, res: ServerResponse, socket: Socket): void {
+  if (body.destroyed) return
   const sock = plainSocketFd(socket)
   if (sock < 0) {
-    // Only reachable when the socket arrived later than the decision.
-    res.writeHead(job.status, headers)
-    fallBack(job, res, job.start)
+    // Known only now that the queued response has its socket.
+    body.continueWithWrite(res, (socket as { encrypted?: boolean }).encrypted === true ? 'tls' : 'inject')
     return
   }
   // Cork: the header waits in the kernel for the first body bytes, so small
   // files leave in one segment (nginx's tcp_nopush).
   native.binding!.setCork(sock, 1)
-  res.writeHead(job.status, headers)
+  res.writeHead(res.statusCode)
   res.flushHeaders()
   const handle = (socket as unknown as { _handle: StreamHandle })._handle
   if (socket.writableLength === 0 && handle.writeQueueSize === 0) {
-    firstBurst(job, res, socket, sock)
+    firstBurst(body, res, socket, sock)
     return
   }
   // The header (or an earlier response's tail) is still queued in Node:
   // an empty write's callback runs once everything before it is written.
   socket.write('', () => {
     const fd = plainSocketFd(socket)
-    if (socket.destroyed || fd < 0) {
-      job.stats.aborts++
-      closeFile(job.file.fd)
-      return
-    }
-    firstBurst(job, res, socket, fd)
+    if (body.destroyed || fd < 0) return
+    firstBurst(body, res, socket, fd)
   })
 }
 
-function firstBurst (job: SendfileJob, res: ServerResponse, socket: Socket, sock: number): void {
+function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: number): void {
   const binding = native.binding!
-  const rc = binding.sendfileBurst(sock, job.file.fd, job.start, job.end, BURST_BUDGET, sentOut)
+  const { job } = body
+  const rc = binding.sendfileBurst(sock, job.fd, body.position, job.end, BURST_BUDGET, sentOut)
   binding.setCork(sock, 0)
-  const offset = job.start + sentOut[0]
+  const sent = sentOut[0]
+  body.position += sent
+  job.stats.bytes.sendfile += sent
   if (rc === 0) {
-    finish(job, res, offset - job.start)
+    finish(body, res)
   } else if (rc === -EAGAIN) {
-    continueInLoop(job, res, socket, sock, offset)
-  } else if (offset === job.start && refusals.has(rc)) {
-    job.stats.fallbacks.refused++
-    job.stats.responses.sendfile--
-    fallBack(job, res, offset)
+    continueInLoop(body, res, socket, sock)
+  } else if (sent === 0 && body.position === job.start && refusals.has(rc)) {
+    body.continueWithWrite(res, 'refused')
   } else {
-    fail(job, socket, rc, offset - job.start)
+    fail(body, socket, rc)
   }
 }
 
-function continueInLoop (job: SendfileJob, res: ServerResponse, socket: Socket, sock: number, offset: number): void {
-  const binding = native.binding!
+function continueInLoop (body: FileBody, res: ServerResponse, socket: Socket, sock: number): void {
+  const { job } = body
   // Node's socket timeout does not see our writes; the native send timeout
   // watches progress instead while the transfer runs.
   const nodeTimeout = socket.timeout ?? 0
   if (nodeTimeout > 0) socket.setTimeout(0)
-  const sentBefore = offset - job.start
-  const onSocketClose = (): void => binding.transferCancel(transfer as object)
-  const transfer = binding.transferStart(sock, job.file.fd, offset, job.end, job.sendTimeout, (status, sent) => {
-    socket.removeListener('close', onSocketClose)
+  const transfer = native.binding!.transferStart(sock, job.fd, body.position, job.end, job.sendTimeout, (status, sent) => {
+    body.transfer = null
+    body.position += sent
+    job.stats.bytes.sendfile += sent
+    // Destroyed first (the connection closed while native code was winding
+    // down, whatever status it saw): FileBody has accounted for it.
+    if (status === -ECANCELED || body.destroyed) return
     if (status === 0) {
       if (nodeTimeout > 0 && !socket.destroyed) socket.setTimeout(nodeTimeout)
-      finish(job, res, sentBefore + sent)
+      finish(body, res)
     } else {
-      fail(job, socket, status, sentBefore + sent)
+      fail(body, socket, status)
     }
   })
-  if (typeof transfer === 'number') {
-    fail(job, socket, transfer, sentBefore)
-    return
-  }
-  socket.once('close', onSocketClose)
+  if (typeof transfer === 'number') fail(body, socket, transfer)
+  else body.transfer = transfer
 }
 
-function finish (job: SendfileJob, res: ServerResponse, bytes: number): void {
-  job.stats.bytes.sendfile += bytes
-  closeFile(job.file.fd)
+function finish (body: FileBody, res: ServerResponse): void {
   // Content-Length is met: end() writes nothing and keep-alive goes on.
   res.end()
+  body.endAfterSendfile()
 }
 
-function fallBack (job: SendfileJob, res: ServerResponse, offset: number): void {
-  job.reply.zeroCopyTransport = 'write'
-  job.stats.responses.write++
-  writeRawBody(res, job.file.fd, offset, job.end, job.stats, () => {})
-}
-
-function fail (job: SendfileJob, socket: Socket, status: number, bytes: number): void {
+function fail (body: FileBody, socket: Socket, status: number): void {
+  const { job } = body
   const { stats, reply } = job
-  stats.bytes.sendfile += bytes
-  closeFile(job.file.fd)
-  const sent = { file: job.filePath, sent: bytes, expected: job.end - job.start }
+  body.settled = true
+  const progress = { file: job.filePath, sent: body.position - job.start, expected: job.end - job.start }
   if (status === STATUS_EOF) {
     // The file shrank under us: cutting the connection is the only way to
     // tell the client its body is short (never pad it).
     stats.truncations++
-    reply.log.error(sent, 'fastify-zero-copy: file truncated during send, connection closed')
+    reply.log.error(progress, 'fastify-zero-copy: file truncated during send, connection closed')
   } else if (status === -ETIMEDOUT) {
     stats.timeouts++
-    reply.log.info(sent, 'fastify-zero-copy: client took nothing for sendTimeout, connection closed')
-  } else if (status === -ECANCELED || status === -EPIPE || status === -ECONNRESET) {
+    reply.log.info(progress, 'fastify-zero-copy: client took nothing for sendTimeout, connection closed')
+  } else if (status === -EPIPE || status === -ECONNRESET) {
     stats.aborts++
-    reply.log.debug(sent, 'fastify-zero-copy: client went away during send')
+    reply.log.debug(progress, 'fastify-zero-copy: client went away during send')
   } else {
     stats.aborts++
-    reply.log.error({ ...sent, err: systemError(status, 'sendfile') }, 'fastify-zero-copy: send failed, connection closed')
+    reply.log.error({ ...progress, err: systemError(status, 'sendfile') }, 'fastify-zero-copy: send failed, connection closed')
   }
+  // Fastify sees the response close and destroys the body (closing the fd).
   socket.destroy()
+  body.destroy()
 }

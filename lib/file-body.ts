@@ -1,0 +1,149 @@
+// The body of a file response: a Readable that Fastify sends like any
+// stream payload, so onSend hooks, headers and error handling stay
+// Fastify's own. Piped straight into a plain HTTP/1.x socket it sends with
+// sendfile(2) and never yields a chunk; piped anywhere else (a compression
+// hook, TLS, HTTP/2, inject) it reads the file like fs.ReadStream: that is
+// the write-based fallback, with the same status, headers and bytes.
+import fs from 'node:fs'
+import http from 'node:http'
+import { Readable } from 'node:stream'
+import type { Socket } from 'node:net'
+import type { FastifyReply } from 'fastify'
+import type { ZeroCopyStats } from '../types/index'
+import type { FallbackReason } from './stats'
+import { closeFile } from './open-file'
+import { native } from './native'
+import { sendWithSendfile } from './sendfile-transport'
+
+const highWaterMark = 64 * 1024
+
+export interface FileBodyJob {
+  reply: FastifyReply
+  fd: number
+  filePath: string
+  /** File offsets of the body: [start, end). */
+  start: number
+  end: number
+  sendTimeout: number
+  stats: ZeroCopyStats
+  /** Why sendfile is out of the question before any socket is seen; null if it may be used. */
+  fallback: FallbackReason | null
+}
+
+export class FileBody extends Readable {
+  readonly job: FileBodyJob
+  /** Next file offset to send. */
+  position: number
+  /** Native transfer handle while the event loop carries the body. */
+  transfer: object | null = null
+  /** Set once the end is accounted for (done, truncated, timed out...). */
+  settled = false
+  private reading = false
+  private pendingDestroy: (() => void) | null = null
+  private readonly connection: Socket | null
+
+  constructor (job: FileBodyJob) {
+    super({ highWaterMark })
+    this.job = job
+    this.position = job.start
+    // A pipelined response still queued behind another never sees its own
+    // 'close' if the connection dies (Node only destroys the request):
+    // watch the connection itself, or the fd would leak.
+    const res = job.reply.raw
+    const socket = res instanceof http.ServerResponse ? job.reply.request.raw.socket : null
+    this.connection = socket ?? null
+    this.connection?.once('close', this.onConnectionClose)
+  }
+
+  private readonly onConnectionClose = (): void => {
+    this.destroy()
+  }
+
+  override pipe<T extends NodeJS.WritableStream> (destination: T, options?: { end?: boolean }): T {
+    const res = this.job.reply.raw
+    // Trailers need Fastify to end the response: not ours to end.
+    if (this.job.fallback === null &&
+        (destination as unknown) === res && options?.end !== false && res instanceof http.ServerResponse) {
+      sendWithSendfile(this, res)
+      return destination
+    }
+    this.useWrite(this.job.fallback)
+    return super.pipe(destination, options)
+  }
+
+  /** Carry on with reads and writes: from the start, or after sendfile refused. */
+  useWrite (reason: FallbackReason | null): void {
+    const { reply, stats } = this.job
+    if (reason !== null) stats.fallbacks[reason]++
+    if (reply.zeroCopyTransport === 'sendfile') stats.responses.sendfile--
+    reply.zeroCopyTransport = 'write'
+    stats.responses.write++
+  }
+
+  /** Hands the rest of the body to the read/write path (headers may be out already). */
+  continueWithWrite (res: http.ServerResponse, reason: FallbackReason): void {
+    this.useWrite(reason)
+    super.pipe(res)
+  }
+
+  /** The sendfile path sent everything and ended the response. */
+  endAfterSendfile (): void {
+    this.settled = true
+    this.push(null)
+    this.resume() // 'end' is what tells Fastify the payload is done
+  }
+
+  override _read (size: number): void {
+    const length = Math.min(size, this.job.end - this.position)
+    if (length <= 0) {
+      this.settled = true
+      this.push(null)
+      return
+    }
+    const buffer = Buffer.allocUnsafe(length)
+    this.reading = true
+    fs.read(this.job.fd, buffer, 0, length, this.position, (err, bytesRead) => {
+      this.reading = false
+      if (this.pendingDestroy !== null) {
+        this.pendingDestroy()
+        return
+      }
+      if (err) {
+        this.destroy(err)
+        return
+      }
+      if (bytesRead === 0) {
+        // The file shrank under us: end the connection short, never pad.
+        this.settled = true
+        this.job.stats.truncations++
+        this.job.reply.log.error({ file: this.job.filePath, sent: this.position - this.job.start, expected: this.job.end - this.job.start },
+          'fastify-zero-copy: file truncated during send, connection closed')
+        this.destroy(new Error('file truncated during send'))
+        return
+      }
+      this.position += bytesRead
+      this.job.stats.bytes.write += bytesRead
+      this.push(bytesRead < length ? buffer.subarray(0, bytesRead) : buffer)
+    })
+  }
+
+  override _destroy (err: Error | null, callback: (error?: Error | null) => void): void {
+    this.connection?.removeListener('close', this.onConnectionClose)
+    if (this.transfer !== null) {
+      // Synchronous: once this returns, native code never touches the fd.
+      native.binding!.transferCancel(this.transfer)
+      this.transfer = null
+    }
+    if (!this.settled) {
+      this.settled = true
+      this.job.stats.aborts++
+    }
+    const release = (): void => {
+      closeFile(this.job.fd)
+      callback(err)
+    }
+    // An fs.read in the thread pool still uses the fd: close after it.
+    if (this.reading) this.pendingDestroy = release
+    else release()
+  }
+}
