@@ -8,9 +8,13 @@
             "native/binding.c",
             "native/open.c",
             "native/sendfile.c",
-            "native/transfer.c"
+            "native/transfer.c",
+            "native/lease.c",
+            "native/diag.c",
+            "native/notify.c"
           ],
-          "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"]
+          "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2", "-pthread"],
+          "ldflags": ["-pthread"]
         }, {
           "type": "none"
         }]

@@ -11,8 +11,9 @@ import { native } from './lib/native'
 import { newStats, snapshot, type FallbackReason } from './lib/stats'
 import { plainSocketFd } from './lib/sendfile-transport'
 import { FileBody } from './lib/file-body'
+import { LeaseLog, LEASE_STALE, refusalReason } from './lib/lease'
 import {
-  FST_ZEROCOPY_BAD_PATH, FST_ZEROCOPY_FORBIDDEN, FST_ZEROCOPY_NOT_FOUND, FST_ZEROCOPY_NO_ROOT,
+  FST_ZEROCOPY_BAD_PATH, FST_ZEROCOPY_FORBIDDEN, FST_ZEROCOPY_NOT_FOUND, FST_ZEROCOPY_NO_ROOT, FST_ZEROCOPY_LEASE_UNAVAILABLE,
   httpErrorForOpen
 } from './lib/errors'
 
@@ -20,13 +21,19 @@ interface PluginState {
   options: ResolvedOptions
   roots: RootDirectories
   stats: ZeroCopyStats
+  leaseLog: LeaseLog | null
 }
 
 async function zeroCopyPlugin (fastify: FastifyInstance, pluginOptions: FastifyZeroCopyOptions): Promise<void> {
   const options = resolvePluginOptions(pluginOptions)
   if (options instanceof Error) throw options
 
-  const state: PluginState = { options, roots: new RootDirectories(options.root), stats: newStats() }
+  const state: PluginState = {
+    options,
+    roots: new RootDirectories(options.root),
+    stats: newStats(),
+    leaseLog: native.binding !== null ? new LeaseLog(fastify.log) : null
+  }
   if (native.reason !== null && options.zeroCopy) {
     fastify.log.warn(`fastify-zero-copy: ${native.reason}; files are sent with the write-based fallback`)
   }
@@ -41,12 +48,15 @@ async function zeroCopyPlugin (fastify: FastifyInstance, pluginOptions: FastifyZ
     native: native.binding !== null,
     nativeUnavailableReason: native.reason
   })
-  fastify.addHook('onClose', async () => state.roots.closeAll())
+  fastify.addHook('onClose', async () => {
+    state.roots.closeAll()
+    state.leaseLog?.close()
+  })
 }
 
 // The whole request flow, top to bottom. Everything that can fail is done
 // before a transport is chosen, so errors take Fastify's normal path.
-function sendFile (reply: FastifyReply, state: PluginState, filePath: string, callOptions: SendFileZeroCopyOptions | undefined): void {
+function sendFile (reply: FastifyReply, state: PluginState, filePath: string, callOptions: SendFileZeroCopyOptions | undefined, retried = false): void {
   const options = callOptions === undefined ? state.options : resolveCallOptions(state.options, callOptions)
   if (options instanceof Error) {
     reply.send(options)
@@ -95,12 +105,41 @@ function sendFile (reply: FastifyReply, state: PluginState, filePath: string, ca
     return
   }
 
-  // 4. Send the body as a stream payload: Fastify runs its onSend hooks and
+  // 4. A read lease for as long as the body is sent (lib/lease.ts).
+  let lease = 0
+  if (options.lease !== false && native.binding !== null) {
+    lease = native.binding.leaseAcquire(file.fd, file.dev, file.ino, options.leaseGrace,
+      options.integrity === 'fast' ? 1 : 0, file.size, file.mtimeMs)
+    if (lease === LEASE_STALE && !retried) {
+      // Rewritten between our fstat and the lease: describe it again.
+      closeFile(file.fd)
+      sendFile(reply, state, filePath, callOptions, true)
+      return
+    }
+    if (lease > 0) {
+      state.stats.leases.taken++
+      state.leaseLog!.using(lease, filePath)
+    } else {
+      const reason = refusalReason(lease)
+      state.stats.leases.refused[reason]++
+      reply.log.debug({ file: filePath, reason }, 'fastify-zero-copy: sending without a lease')
+      if (options.lease === 'required') {
+        closeFile(file.fd)
+        reply.header('retry-after', '1')
+        reply.send(new FST_ZEROCOPY_LEASE_UNAVAILABLE(reason))
+        return
+      }
+      lease = 0
+    }
+  }
+
+  // 5. Send the body as a stream payload: Fastify runs its onSend hooks and
   // pipes it into the response, where it takes the zero-copy path if the
   // connection allows it (lib/file-body.ts).
   reply.send(new FileBody({
     reply, fd: file.fd, filePath, start: plan.start, end: plan.end,
-    sendTimeout: options.sendTimeout, stats: state.stats, fallback: fallbackReason(reply, options)
+    sendTimeout: options.sendTimeout, stats: state.stats, fallback: fallbackReason(reply, options),
+    lease, leaseLog: state.leaseLog
   }))
 }
 

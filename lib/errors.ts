@@ -20,6 +20,9 @@ export const FST_ZEROCOPY_NOT_FOUND = createError(
 export const FST_ZEROCOPY_UNAVAILABLE = createError(
   'FST_ZEROCOPY_UNAVAILABLE', 'Too many open files, retry later', 503, undefined, false)
 
+export const FST_ZEROCOPY_LEASE_UNAVAILABLE = createError(
+  'FST_ZEROCOPY_LEASE_UNAVAILABLE', 'The file cannot be leased now (%s), retry later', 503, undefined, false)
+
 export const FST_ZEROCOPY_OPEN_FAILED = createError(
   'FST_ZEROCOPY_OPEN_FAILED', 'Could not open the file: %s', 500, undefined, false)
 

@@ -14,6 +14,10 @@ import type { FallbackReason } from './stats'
 import { closeFile } from './open-file'
 import { native } from './native'
 import { sendWithSendfile } from './sendfile-transport'
+import type { LeaseLog } from './lease'
+
+// leaseState(): 2 = the grace after a break is over, 3 = the lease is gone.
+const LEASE_MUST_STOP = 2
 
 const highWaterMark = 64 * 1024
 
@@ -28,6 +32,9 @@ export interface FileBodyJob {
   stats: ZeroCopyStats
   /** Why sendfile is out of the question before any socket is seen; null if it may be used. */
   fallback: FallbackReason | null
+  /** Handle of the read lease held while sending, or 0. */
+  lease: number
+  leaseLog: LeaseLog | null
 }
 
 export class FileBody extends Readable {
@@ -100,6 +107,16 @@ export class FileBody extends Readable {
       this.push(null)
       return
     }
+    // A writer is waiting for the file and the grace is over: the bytes
+    // written so far were copies, so stopping here is all it takes.
+    if (this.job.lease > 0 && native.binding!.leaseState(this.job.lease) >= LEASE_MUST_STOP) {
+      this.settled = true
+      this.job.stats.leases.aborted++
+      this.job.reply.log.warn({ file: this.job.filePath, sent: this.position - this.job.start },
+        'fastify-zero-copy: lease broken, transfer stopped after its grace')
+      this.destroy(new Error('file lease broken during send'))
+      return
+    }
     const buffer = Buffer.allocUnsafe(length)
     this.reading = true
     fs.read(this.job.fd, buffer, 0, length, this.position, (err, bytesRead) => {
@@ -129,6 +146,10 @@ export class FileBody extends Readable {
 
   override _destroy (err: Error | null, callback: (error?: Error | null) => void): void {
     this.connection?.removeListener('close', this.onConnectionClose)
+    if (this.job.lease > 0) {
+      native.binding!.leaseRelease(this.job.lease)
+      this.job.leaseLog?.done(this.job.lease)
+    }
     if (this.transfer !== null) {
       // Synchronous: once this returns, native code never touches the fd.
       native.binding!.transferCancel(this.transfer)

@@ -8,16 +8,28 @@ export interface NativeBinding {
   openFile (dirFd: number, filePath: string, statOut: Float64Array): number
   openDirectory (dirPath: string): number
   close (fd: number): number
-  sendfileBurst (sock: number, file: number, offset: number, end: number, budget: number, sentOut: Float64Array): number
+  sendfileBurst (sock: number, file: number, offset: number, end: number, budget: number, sentOut: Float64Array, lease: number): number
   setCork (sock: number, on: number): number
-  transferStart (sock: number, file: number, offset: number, end: number, timeoutMs: number,
+  transferStart (sock: number, file: number, offset: number, end: number, timeoutMs: number, lease: number,
     callback: (status: number, sent: number) => void): object | number
   transferCancel (handle: object): void
   transferSent (handle: object): number
+  leaseAcquire (fd: number, dev: number, ino: number, graceMs: number, fast: number, size: number, mtimeMs: number): number
+  leaseRelease (handle: number): void
+  leaseState (handle: number): number
+  leaseCounters (out: Float64Array): void
+  leaseHeld (): number
+  onLeaseEvent (callback: (handle: number, kind: number, affected: number) => void): number
 }
 
 /** Returned by sendfileBurst/transfers when the file ended early. */
 export const STATUS_EOF = 1
+/** The file's lease was past its grace before this send began: nothing sent. */
+export const STATUS_LEASE_BROKEN = 2
+/** The lease thread stopped this send; it ends the connection once safe. */
+export const STATUS_LEASE_STOPPED = 3
+/** leaseAcquire: the lease signal already has another handler. */
+export const ERR_FOREIGN_HANDLER = -100000
 
 export interface NativeLoad {
   binding: NativeBinding | null

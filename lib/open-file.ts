@@ -13,6 +13,7 @@ export interface OpenedFile {
   size: number
   ino: number
   mtimeMs: number
+  dev: number
   isFile: boolean
   isDirectory: boolean
 }
@@ -68,9 +69,9 @@ export class RootDirectories {
   }
 }
 
-function describe (fd: number, mode: number, size: number, ino: number, mtimeMs: number): OpenedFile {
+function describe (fd: number, mode: number, size: number, ino: number, mtimeMs: number, dev: number): OpenedFile {
   const type = mode & S_IFMT
-  return { fd, size, ino, mtimeMs, isFile: type === S_IFREG, isDirectory: type === S_IFDIR }
+  return { fd, size, ino, mtimeMs, dev, isFile: type === S_IFREG, isDirectory: type === S_IFDIR }
 }
 
 function openNative (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roots: RootDirectories): OpenedFile {
@@ -89,7 +90,7 @@ function openNative (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roots
     }
   }
   if (fd < 0) throw systemError(fd, 'open')
-  return describe(fd, statOut[0], statOut[1], statOut[2], statOut[3])
+  return describe(fd, statOut[0], statOut[1], statOut[2], statOut[3], statOut[4])
 }
 
 // Where the opened file really is. On Linux /proc/self/fd names the file
@@ -112,7 +113,7 @@ function openPortable (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roo
       if (real + path.sep !== prefix && !real.startsWith(prefix)) throw systemError(EXDEV, 'open')
     }
     const st = fs.fstatSync(fd)
-    return describe(fd, st.mode, st.size, st.ino, st.mtimeMs)
+    return describe(fd, st.mode, st.size, st.ino, st.mtimeMs, st.dev)
   } catch (err) {
     fs.closeSync(fd)
     throw err

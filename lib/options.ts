@@ -18,7 +18,10 @@ const fileResponseProperties = {
   acceptRanges: { type: 'boolean' },
   contentType: { type: 'boolean' },
   sendTimeout: { type: 'integer', minimum: 0, maximum: 2147483647 },
-  zeroCopy: { type: 'boolean' }
+  zeroCopy: { type: 'boolean' },
+  lease: { enum: ['auto', 'required', false] },
+  leaseGrace: { type: 'integer', minimum: 0, maximum: 3600000 },
+  integrity: { enum: ['strict', 'fast'] }
 } as const
 
 const pluginSchema = {
@@ -56,6 +59,9 @@ export interface ResolvedOptions {
   contentType: boolean
   sendTimeout: number
   zeroCopy: boolean
+  lease: 'auto' | 'required' | false
+  leaseGrace: number
+  integrity: 'strict' | 'fast'
   start: number
   end: number | undefined
   filename: string | undefined
@@ -73,6 +79,9 @@ export const defaults: ResolvedOptions = {
   contentType: true,
   sendTimeout: 60000, // nginx's send_timeout
   zeroCopy: true,
+  lease: 'auto',
+  leaseGrace: 1000,
+  integrity: 'strict',
   start: 0,
   end: undefined,
   filename: undefined

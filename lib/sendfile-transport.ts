@@ -4,7 +4,7 @@
 import os from 'node:os'
 import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { native, STATUS_EOF, systemError } from './native'
+import { native, STATUS_EOF, STATUS_LEASE_STOPPED, STATUS_LEASE_BROKEN, systemError } from './native'
 import type { FileBody } from './file-body'
 
 const { EAGAIN, ECANCELED, ETIMEDOUT, EPIPE, ECONNRESET, EINVAL, ENOSYS, EOPNOTSUPP, ENOTSOCK, EXDEV } = os.constants.errno
@@ -68,13 +68,15 @@ function writeHeaders (body: FileBody, res: ServerResponse, socket: Socket): voi
 function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: number): void {
   const binding = native.binding!
   const { job } = body
-  const rc = binding.sendfileBurst(sock, job.fd, body.position, job.end, BURST_BUDGET, sentOut)
+  const rc = binding.sendfileBurst(sock, job.fd, body.position, job.end, BURST_BUDGET, sentOut, job.lease)
   binding.setCork(sock, 0)
   const sent = sentOut[0]
   body.position += sent
   job.stats.bytes.sendfile += sent
   if (rc === 0) {
     finish(body, res)
+  } else if (rc === STATUS_LEASE_STOPPED) {
+    stoppedByLease(body)
   } else if (rc === -EAGAIN) {
     continueInLoop(body, res, socket, sock)
   } else if (sent === 0 && body.position === job.start && refusals.has(rc)) {
@@ -90,7 +92,7 @@ function continueInLoop (body: FileBody, res: ServerResponse, socket: Socket, so
   // watches progress instead while the transfer runs.
   const nodeTimeout = socket.timeout ?? 0
   if (nodeTimeout > 0) socket.setTimeout(0)
-  const transfer = native.binding!.transferStart(sock, job.fd, body.position, job.end, job.sendTimeout, (status, sent) => {
+  const transfer = native.binding!.transferStart(sock, job.fd, body.position, job.end, job.sendTimeout, job.lease, (status, sent) => {
     body.transfer = null
     body.position += sent
     job.stats.bytes.sendfile += sent
@@ -100,6 +102,8 @@ function continueInLoop (body: FileBody, res: ServerResponse, socket: Socket, so
     if (status === 0) {
       if (nodeTimeout > 0 && !socket.destroyed) socket.setTimeout(nodeTimeout)
       finish(body, res)
+    } else if (status === STATUS_LEASE_STOPPED) {
+      stoppedByLease(body)
     } else {
       fail(body, socket, status)
     }
@@ -114,12 +118,27 @@ function finish (body: FileBody, res: ServerResponse): void {
   body.endAfterSendfile()
 }
 
+// The lease thread stopped the send after the grace of a break. It ends the
+// connection itself: a reset for a remote peer; for a peer on this host,
+// a shutdown once that peer has read what it holds (closing now could
+// reset it, and a reset peer still holds our pages, out of our sight).
+// Node then sees the connection end, and FileBody cleans up.
+function stoppedByLease (body: FileBody): void {
+  body.settled = true
+  body.job.reply.log.warn({ file: body.job.filePath, sent: body.position - body.job.start },
+    'fastify-zero-copy: lease broken, transfer stopped after its grace')
+}
+
 function fail (body: FileBody, socket: Socket, status: number): void {
   const { job } = body
   const { stats, reply } = job
   body.settled = true
   const progress = { file: job.filePath, sent: body.position - job.start, expected: job.end - job.start }
-  if (status === STATUS_EOF) {
+  if (status === STATUS_LEASE_BROKEN) {
+    // The lease was past its grace when this send would have begun.
+    stats.leases.aborted++
+    reply.log.warn(progress, 'fastify-zero-copy: lease past its grace before this send, connection closed')
+  } else if (status === STATUS_EOF) {
     // The file shrank under us: cutting the connection is the only way to
     // tell the client its body is short (never pad it).
     stats.truncations++

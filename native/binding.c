@@ -37,6 +37,8 @@ static napi_value init(napi_env env, napi_value exports) {
   zc_init_open(env, exports);
   zc_init_sendfile(env, exports);
   zc_init_transfer(env, exports);
+  zc_init_lease(env, exports);
+  zc_init_notify(env, exports);
   return exports;
 }
 

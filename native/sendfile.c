@@ -8,6 +8,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/sendfile.h>
@@ -18,10 +19,13 @@
 #define ZC_SENDFILE_MAX ((int64_t)0x7ffff000)
 
 int zc_sendfile_burst(int sock, int file, int64_t* offset, int64_t end,
-                      int64_t budget, int64_t* sent) {
+                      int64_t budget, int64_t* sent,
+                      const zc_transfer_link_t* link) {
   int64_t burst = 0;
 
   while (*offset < end) {
+    /* The lease thread stopped this send: it owns the connection's end. */
+    if (link != NULL && atomic_load(&link->stop)) return ZC_LEASE_STOPPED;
     int64_t want = end - *offset;
     off_t off = (off_t)*offset;
     ssize_t n;
@@ -44,11 +48,17 @@ int zc_sendfile_burst(int sock, int file, int64_t* offset, int64_t end,
   return 0;
 }
 
-/* sendfileBurst(sock, file, offset, end, budget, out: Float64Array(1))
- *   -> 0 done | ZC_EOF | -errno; out[0] = bytes sent by this call. */
+/* sendfileBurst(sock, file, offset, end, budget, out: Float64Array(1),
+ *               lease) -> 0 done | ZC_EOF | ZC_LEASE_* | -errno;
+ * out[0] = bytes sent by this call. Under a lease the burst is linked to
+ * it, so a break past its grace can stop it between two sendfile calls. */
 static napi_value sendfile_burst(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
+  zc_transfer_link_t link;
+  zc_tuple_t tuple;
+  const zc_tuple_t* first_send = NULL;
+  int32_t lease;
   napi_typedarray_type type;
   size_t length;
   void* data;
@@ -60,10 +70,18 @@ static napi_value sendfile_burst(napi_env env, napi_callback_info info) {
                                           NULL, NULL));
   CHECK(type == napi_float64_array && length >= 1);
   offset = zc_arg_int64(env, argv[2]);
-  status = zc_sendfile_burst(zc_arg_int32(env, argv[0]),
-                             zc_arg_int32(env, argv[1]), &offset,
+  lease = zc_arg_int32(env, argv[6]);
+  memset(&link, 0, sizeof(link));
+  link.sock = zc_arg_int32(env, argv[0]);
+  if (lease > 0 && zc_tuple_of(link.sock, &tuple) == 0) first_send = &tuple;
+  if (!zc_lease_link(lease, &link, first_send)) {
+    ((double*)data)[0] = 0;
+    return zc_int32(env, ZC_LEASE_BROKEN);
+  }
+  status = zc_sendfile_burst(link.sock, zc_arg_int32(env, argv[1]), &offset,
                              zc_arg_int64(env, argv[3]),
-                             zc_arg_int64(env, argv[4]), &sent);
+                             zc_arg_int64(env, argv[4]), &sent, &link);
+  zc_lease_unlink(&link);
   ((double*)data)[0] = (double)sent;
   return zc_int32(env, status);
 }

@@ -37,6 +37,7 @@ typedef struct {
   int64_t sent;
   uint64_t timeout_ms;
   int status;
+  zc_transfer_link_t link; /* to the lease, when the file has one */
   int open_handles;
   int finishing;
 } transfer_t;
@@ -82,8 +83,10 @@ static void on_close(uv_handle_t* handle) {
   transfer_t* t = handle->data;
   if (--t->open_handles > 0) return;
 
-  /* Closing our dup before JS hears of the end: when JS then destroys the
-   * socket, nothing of ours keeps the connection open. */
+  /* Unlinked first: the lease thread may use our dup until then. Closing
+   * the dup before JS hears of the end: when JS then destroys the socket,
+   * nothing of ours keeps the connection open. */
+  zc_lease_unlink(&t->link);
   close(t->sock);
   forget_handle(t);
   call_back(t);
@@ -124,7 +127,7 @@ static void on_writable(uv_poll_t* poll, int status, int events) {
     return;
   }
   rc = zc_sendfile_burst(t->sock, t->file, &t->offset, t->end,
-                         ZC_BURST_BUDGET, &t->sent);
+                         ZC_BURST_BUDGET, &t->sent, &t->link);
   if (rc == -EAGAIN) {
     if (t->sent > before) arm_timer(t);
     return; /* level-triggered: we are called again when writable */
@@ -132,14 +135,15 @@ static void on_writable(uv_poll_t* poll, int status, int events) {
   finish(t, rc);
 }
 
-/* transferStart(sock, file, offset, end, timeoutMs, callback(status, sent))
- *   -> handle object | -errno (dup failed).
+/* transferStart(sock, file, offset, end, timeoutMs, lease,
+ *               callback(status, sent))
+ *   -> handle object | -errno (dup failed) | ZC_LEASE_BROKEN.
  * The callback runs exactly once, after every native resource is released:
  * status 0 done, ZC_EOF truncated, -ETIMEDOUT stalled, -ECANCELED cancelled,
  * other -errno from sendfile or poll. */
 static napi_value transfer_start(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6], handle, name;
+  size_t argc = 7;
+  napi_value argv[7], handle, name;
   uv_loop_t* loop;
   transfer_t* t;
   int sock, rc;
@@ -156,10 +160,17 @@ static napi_value transfer_start(napi_env env, napi_callback_info info) {
   t->offset = zc_arg_int64(env, argv[2]);
   t->end = zc_arg_int64(env, argv[3]);
   t->timeout_ms = (uint64_t)zc_arg_int64(env, argv[4]);
+  t->link.sock = sock;
+  if (!zc_lease_link(zc_arg_int32(env, argv[5]), &t->link, NULL)) {
+    close(sock);
+    free(t);
+    return zc_int32(env, ZC_LEASE_BROKEN);
+  }
 
   NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
   rc = uv_poll_init(loop, &t->poll, sock);
   if (rc != 0) {
+    zc_lease_unlink(&t->link);
     close(sock);
     free(t);
     return zc_int32(env, rc);
@@ -169,7 +180,7 @@ static napi_value transfer_start(napi_env env, napi_callback_info info) {
   t->timer.data = t;
   t->open_handles = 2;
 
-  NAPI_CALL(env, napi_create_reference(env, argv[5], 1, &t->callback));
+  NAPI_CALL(env, napi_create_reference(env, argv[6], 1, &t->callback));
   NAPI_CALL(env, napi_create_object(env, &handle));
   NAPI_CALL(env, napi_create_string_utf8(env, "ZeroCopyTransfer",
                                          NAPI_AUTO_LENGTH, &name));

@@ -46,6 +46,20 @@ declare namespace fastifyZeroCopy {
     sendTimeout?: number
     /** false forces the write-based fallback. Default true. */
     zeroCopy?: boolean
+    /**
+     * Read lease while the file is sent. 'auto' (default): take one when the
+     * kernel allows, serve without one when it refuses; 'required': refuse
+     * with 503 + Retry-After when no lease can be had; false: never.
+     */
+    lease?: 'auto' | 'required' | false
+    /** Milliseconds a transfer may go on after a writer asked for the file. Default 1000. */
+    leaseGrace?: number
+    /**
+     * 'strict' (default): after a break, release the lease only once the bytes
+     * already handed to the kernel are safe; 'fast': release right after
+     * stopping (a stalled same-host reader may then see new bytes).
+     */
+    integrity?: 'strict' | 'fast'
   }
 
   export interface FastifyZeroCopyOptions extends FileResponseOptions {}
@@ -70,6 +84,20 @@ declare namespace fastifyZeroCopy {
     timeouts: number
     /** Connections that ended before the body was sent. */
     aborts: number
+    leases: {
+      /** Responses sent under a read lease. */
+      taken: number
+      /** Responses sent without one, by why the lease was refused. */
+      refused: { busy: number, notOwner: number, unsupported: number, signal: number, other: number }
+      /** Process-wide: leases a writer broke. */
+      broken: number
+      /** Process-wide: breaks whose transfers all ended within the grace. */
+      finishedInGrace: number
+      /** Process-wide: transfers stopped at the end of a grace (plus this instance's fallback reads stopped). */
+      aborted: number
+      /** Process-wide: leases released by the deadline before a same-host reader had read its bytes. */
+      integrityUnverified: number
+    }
   }
 
   export interface ZeroCopyDecorator {
