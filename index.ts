@@ -51,6 +51,8 @@ async function zeroCopyPlugin (fastify: FastifyInstance, pluginOptions: FastifyZ
   fastify.addHook('onClose', async () => {
     state.roots.closeAll()
     state.leaseLog?.close()
+    // Leases are shared process-wide; the idle ones need not outlive us.
+    native.binding?.leaseDropIdle()
   })
 }
 

@@ -19,6 +19,7 @@ export interface NativeBinding {
   leaseState (handle: number): number
   leaseCounters (out: Float64Array): void
   leaseHeld (): number
+  leaseDropIdle (): void
   onLeaseEvent (callback: (handle: number, kind: number, affected: number) => void): number
 }
 

@@ -45,7 +45,8 @@
 
 #define MAX_LEASES 4096
 #define MAX_SETTLING 256      /* connections awaited per lease at release */
-#define LINGER_MS 2000        /* an idle lease is kept this long for reuse */
+#define LINGER_MS 500         /* an idle lease is kept this long for reuse */
+#define MAX_IDLE 16           /* and at most this many idle ones (one fd each) */
 #define TICK_MS 5             /* how often a breaking lease is re-checked */
 
 typedef struct {
@@ -54,6 +55,7 @@ typedef struct {
   double dev, ino;
   int refs;                   /* responses using it */
   int breaking;               /* 1 once the kernel asked for it back */
+  int expire;                 /* idle and not to linger: release once safe */
   uint64_t break_ms, idle_since_ms, grace_ms;
   int fast;                   /* integrity 'fast': release right after stopping */
   int stopped;                /* transfers were stopped at the grace's end */
@@ -65,6 +67,7 @@ typedef struct {
 } lease_t;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static int idle_count = 0;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static lease_t leases[MAX_LEASES];
 static int lease_signal = -1;
@@ -159,6 +162,7 @@ static void shutdown_stopped(lease_t* l) {
 }
 
 static void release(lease_t* l) {
+  if (l->refs == 0) idle_count--;
   shutdown_stopped(l);
   fcntl(l->fd, F_SETLEASE, F_UNLCK);
   close(l->fd);
@@ -242,7 +246,7 @@ static int tick(void) {
         wait = TICK_MS;
       }
     } else if (l->refs == 0) {
-      if (now - l->idle_since_ms >= LINGER_MS) {
+      if (l->expire || now - l->idle_since_ms >= LINGER_MS) {
         if (settled(l) || now - l->idle_since_ms >= break_time_ms) release(l);
         else wait = TICK_MS;
       } else {
@@ -276,7 +280,9 @@ static void* lease_thread(void* arg) {
       rescan_all = 0;
       on_break(-1);
     }
-    for (ssize_t k = 0; k < n / (ssize_t)sizeof(int); k++) on_break(fds[k]);
+    /* -2 only wakes us to re-arm timers; -1 (SIGIO) asks for a rescan. */
+    for (ssize_t k = 0; k < n / (ssize_t)sizeof(int); k++)
+      if (fds[k] != -2) on_break(fds[k]);
     pthread_mutex_unlock(&lock);
   }
   return NULL;
@@ -364,7 +370,8 @@ static napi_value lease_acquire(napi_env env, napi_callback_info info) {
       continue;
     }
     if (l->dev == dev && l->ino == ino && !l->breaking) {
-      l->refs++;
+      if (l->refs++ == 0) idle_count--;
+      l->expire = 0;
       if (!fast) l->fast = 0;
       if ((uint64_t)grace > l->grace_ms) l->grace_ms = (uint64_t)grace;
       pthread_mutex_unlock(&lock);
@@ -410,7 +417,7 @@ static napi_value lease_acquire(napi_env env, napi_callback_info info) {
     l->ino = ino;
     l->refs = 1;
     l->fast = fast;
-    l->breaking = l->stopped = 0;
+    l->breaking = l->stopped = l->expire = 0;
     l->shutdown_count = 0;
     l->grace_ms = (uint64_t)grace;
     l->settling_count = 0;
@@ -433,7 +440,9 @@ static napi_value lease_release(napi_env env, napi_callback_info info) {
   l = by_handle(zc_arg_int32(env, argv[0]));
   if (l != NULL && l->refs > 0) {
     if (--l->refs == 0) {
+      /* Over the idle cap: no lingering, released once its bytes are safe. */
       l->idle_since_ms = now_ms();
+      l->expire = ++idle_count > MAX_IDLE;
       if (pipe_w >= 0) {
         int wake = -2; /* not an fd: only re-arms the thread's timer */
         if (write(pipe_w, &wake, sizeof(wake)) < 0) rescan_all = 1;
@@ -522,6 +531,19 @@ static napi_value lease_counters(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* leaseDropIdle(): idle leases go at the thread's next pass (fastify.close). */
+static napi_value lease_drop_idle(napi_env env, napi_callback_info info) {
+  int i, wake = -2;
+  (void)info;
+  pthread_mutex_lock(&lock);
+  for (i = 0; i <= high_water; i++)
+    if (leases[i].fd >= 0 && leases[i].refs == 0 && !leases[i].breaking)
+      leases[i].expire = 1;
+  if (pipe_w >= 0 && write(pipe_w, &wake, sizeof(wake)) < 0) rescan_all = 1;
+  pthread_mutex_unlock(&lock);
+  return NULL;
+}
+
 /* leaseHeld() -> number of leases held by this process (tests, stats). */
 static napi_value lease_held(napi_env env, napi_callback_info info) {
   int i, n = 0;
@@ -538,4 +560,5 @@ void zc_init_lease(napi_env env, napi_value exports) {
   zc_export(env, exports, "leaseState", lease_state);
   zc_export(env, exports, "leaseCounters", lease_counters);
   zc_export(env, exports, "leaseHeld", lease_held);
+  zc_export(env, exports, "leaseDropIdle", lease_drop_idle);
 }

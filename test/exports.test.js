@@ -23,7 +23,15 @@ const ZERO_STATS = {
   fallbacks: { native: 0, disabled: 0, inject: 0, tls: 0, http2: 0, refused: 0 },
   truncations: 0,
   timeouts: 0,
-  aborts: 0
+  aborts: 0,
+  leases: {
+    taken: 0,
+    refused: { busy: 0, notOwner: 0, unsupported: 0, signal: 0, other: 0 },
+    broken: 0,
+    finishedInGrace: 0,
+    aborted: 0,
+    integrityUnverified: 0
+  }
 }
 
 function runNode (args, env = {}) {
