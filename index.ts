@@ -6,7 +6,7 @@ import type { FastifyZeroCopyOptions, SendFileZeroCopyOptions, ZeroCopyStats } f
 import { resolvePluginOptions, resolveCallOptions, type ResolvedOptions } from './lib/options'
 import { resolveRequestPath } from './lib/resolve-path'
 import { openFile, closeFile, RootDirectories, type OpenedFile } from './lib/open-file'
-import { planFileResponse, appMayOverride, type RequestFacts } from './lib/plan-response'
+import { planFileResponse, appMayOverride, type RequestFacts, type ResponsePlan } from './lib/plan-response'
 import { native } from './lib/native'
 import { newStats, snapshot, type FallbackReason } from './lib/stats'
 import { plainSocketFd } from './lib/sendfile-transport'
@@ -92,12 +92,8 @@ function sendFile (reply: FastifyReply, state: PluginState, filePath: string, ca
   const request = reply.request.raw
   const facts: RequestFacts = { method: request.method ?? 'GET', headers: request.headers, status: reply.statusCode }
   const plan = planFileResponse(facts, file, resolved.kind === 'beneath' ? resolved.relative : resolved.path, options)
-  for (const name in plan.headers) {
-    if (!(appMayOverride.includes(name) && reply.hasHeader(name))) reply.header(name, plan.headers[name])
-  }
-  reply.code(plan.status)
-
   if (!plan.body) {
+    setPlannedHeaders(reply, plan)
     closeFile(file.fd)
     state.stats.responses.none++
     reply.zeroCopyTransport = 'none'
@@ -107,8 +103,16 @@ function sendFile (reply: FastifyReply, state: PluginState, filePath: string, ca
     return
   }
 
-  // 4. A read lease for as long as the body is sent (lib/lease.ts).
+  // 4. A read lease for as long as the body is sent (lib/lease.ts). Taken
+  // before any header is set: a refusal must not carry the file's headers.
   let lease = 0
+  if (options.lease === 'required' && native.binding === null) {
+    state.stats.leases.refused.unsupported++
+    closeFile(file.fd)
+    reply.header('retry-after', '1')
+    reply.send(new FST_ZEROCOPY_LEASE_UNAVAILABLE('no native addon'))
+    return
+  }
   if (options.lease !== false && native.binding !== null) {
     lease = native.binding.leaseAcquire(file.fd, file.dev, file.ino, options.leaseGrace,
       options.integrity === 'fast' ? 1 : 0, file.size, file.mtimeMs)
@@ -138,11 +142,19 @@ function sendFile (reply: FastifyReply, state: PluginState, filePath: string, ca
   // 5. Send the body as a stream payload: Fastify runs its onSend hooks and
   // pipes it into the response, where it takes the zero-copy path if the
   // connection allows it (lib/file-body.ts).
+  setPlannedHeaders(reply, plan)
   reply.send(new FileBody({
     reply, fd: file.fd, filePath, start: plan.start, end: plan.end,
     sendTimeout: options.sendTimeout, stats: state.stats, fallback: fallbackReason(reply, options),
     lease, leaseLog: state.leaseLog
   }))
+}
+
+function setPlannedHeaders (reply: FastifyReply, plan: ResponsePlan): void {
+  for (const name in plan.headers) {
+    if (!(appMayOverride.includes(name) && reply.hasHeader(name))) reply.header(name, plan.headers[name])
+  }
+  reply.code(plan.status)
 }
 
 // sendfile needs our addon, a plain HTTP/1.x response, and the kernel fd

@@ -17,6 +17,7 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -90,6 +91,14 @@ static int lookup(const zc_tuple_t* c, int from_peer, uint32_t* rqueue,
   if (reply.nlh.nlmsg_type != SOCK_DIAG_BY_FAMILY) return -EIO;
   {
     struct inet_diag_msg* d = NLMSG_DATA(&reply.nlh);
+    /* Once a connection's socket is gone, the kernel's lookup by address
+     * falls back to the listening socket on that port (its "queue" is the
+     * backlog): only the exact connection counts. */
+    if (d->idiag_state == TCP_LISTEN ||
+        d->id.idiag_dport != msg.req.id.idiag_dport ||
+        memcmp(d->id.idiag_dst, msg.req.id.idiag_dst,
+               sizeof(d->id.idiag_dst)) != 0)
+      return 0;
     *rqueue = d->idiag_rqueue;
     *wqueue = d->idiag_wqueue;
   }

@@ -59,6 +59,7 @@ typedef struct {
   uint64_t break_ms, idle_since_ms, grace_ms;
   int fast;                   /* integrity 'fast': release right after stopping */
   int stopped;                /* transfers were stopped at the grace's end */
+  int counted;                /* this break's outcome is in the counters */
   int settling_count;
   zc_tuple_t settling[MAX_SETTLING];
   int shutdown_count;         /* our dups of stopped same-host connections */
@@ -168,7 +169,7 @@ static void release(lease_t* l) {
   close(l->fd);
   l->fd = -1;
   l->generation = l->generation % 0x7ffff + 1;
-  l->breaking = l->stopped = 0;
+  l->breaking = l->stopped = l->counted = 0;
   l->settling_count = 0;
   l->transfers = NULL; /* a linked send still running finds its lease gone */
 }
@@ -230,8 +231,10 @@ static int tick(void) {
         wait = TICK_MS;
         continue;
       }
-      if (!grace_over && !l->stopped)
+      if (!grace_over && !l->stopped && !l->counted) {
+        l->counted = 1;
         atomic_fetch_add(&zc_lease_counters.finished_in_grace, 1);
+      }
       if (grace_over && !l->stopped) stop_transfers(l);
       /* 'fast' integrity: a same-host reader that stalled may still see
        * new bytes in what was queued; the writer is let go at once. */
@@ -417,7 +420,7 @@ static napi_value lease_acquire(napi_env env, napi_callback_info info) {
     l->ino = ino;
     l->refs = 1;
     l->fast = fast;
-    l->breaking = l->stopped = l->expire = 0;
+    l->breaking = l->stopped = l->expire = l->counted = 0;
     l->shutdown_count = 0;
     l->grace_ms = (uint64_t)grace;
     l->settling_count = 0;
