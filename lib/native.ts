@@ -8,8 +8,7 @@ export interface NativeBinding {
   openFile (dirFd: number, filePath: string, statOut: Float64Array): number
   openDirectory (dirPath: string): number
   close (fd: number): number
-  sendfileBurst (sock: number, file: number, offset: number, end: number, budget: number, sentOut: Float64Array, lease: number): number
-  setCork (sock: number, on: number): number
+  sendfileBurst (sock: number, file: number, offset: number, end: number, budget: number, sentOut: Float64Array, lease: number, header?: string): number
   transferStart (sock: number, file: number, offset: number, end: number, timeoutMs: number, lease: number,
     callback: (status: number, sent: number) => void): object | number
   transferCancel (handle: object): void

@@ -17,7 +17,7 @@ const BURST_BUDGET = 2 * 1024 * 1024
 // before the first byte, the write-based path takes over (libuv's rule).
 const refusals = new Set([-EINVAL, -ENOSYS, -EOPNOTSUPP, -ENOTSOCK, -EXDEV])
 
-const sentOut = new Float64Array(1)
+const sentOut = new Float64Array(2)
 
 interface StreamHandle { fd?: number, writeQueueSize?: number }
 
@@ -38,6 +38,10 @@ export function sendWithSendfile (body: FileBody, res: ServerResponse): void {
   else writeHeaders(body, res, res.socket)
 }
 
+// What of Node's ServerResponse we touch: the header it built, and the
+// flag that stops it from writing that header itself.
+interface ResponseInternals { _header: string | null, _headerSent: boolean }
+
 function writeHeaders (body: FileBody, res: ServerResponse, socket: Socket): void {
   if (body.destroyed) return
   const sock = plainSocketFd(socket)
@@ -46,30 +50,46 @@ function writeHeaders (body: FileBody, res: ServerResponse, socket: Socket): voi
     body.continueWithWrite(res, (socket as { encrypted?: boolean }).encrypted === true ? 'tls' : 'inject')
     return
   }
-  // Cork: the header waits in the kernel for the first body bytes, so small
-  // files leave in one segment (nginx's tcp_nopush).
-  native.binding!.setCork(sock, 1)
+  // Builds the header (from the headers Fastify set) without writing it.
   res.writeHead(res.statusCode)
-  res.flushHeaders()
   const handle = (socket as unknown as { _handle: StreamHandle })._handle
   if (socket.writableLength === 0 && handle.writeQueueSize === 0) {
-    firstBurst(body, res, socket, sock)
+    // Nothing of Node's is queued: the header goes out with the first
+    // body bytes, from native code (MSG_MORE, then sendfile).
+    firstBurst(body, res, socket, sock, (res as unknown as ResponseInternals)._header)
     return
   }
-  // The header (or an earlier response's tail) is still queued in Node:
-  // an empty write's callback runs once everything before it is written.
+  // An earlier response's tail is still queued in Node: the header goes
+  // after it through Node, and an empty write's callback says when.
+  res.flushHeaders()
   socket.write('', () => {
     const fd = plainSocketFd(socket)
     if (body.destroyed || fd < 0) return
-    firstBurst(body, res, socket, fd)
+    firstBurst(body, res, socket, fd, null)
   })
 }
 
-function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: number): void {
-  const binding = native.binding!
+function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: number, header: string | null): void {
   const { job } = body
-  const rc = binding.sendfileBurst(sock, job.fd, body.position, job.end, BURST_BUDGET, sentOut, job.lease)
-  binding.setCork(sock, 0)
+  const rc = native.binding!.sendfileBurst(sock, job.fd, body.position, job.end, BURST_BUDGET, sentOut, job.lease, header ?? undefined)
+  if (header !== null) {
+    // Node must never write this header again.
+    (res as unknown as ResponseInternals)._headerSent = true
+    const headerSent = sentOut[1]
+    if (headerSent < header.length) {
+      if (rc !== -EAGAIN) {
+        fail(body, socket, rc)
+        return
+      }
+      // The socket filled up within the header: Node writes the rest.
+      socket.write(header.slice(headerSent), 'latin1', () => {
+        const fd = plainSocketFd(socket)
+        if (body.destroyed || fd < 0) return
+        firstBurst(body, res, socket, fd, null)
+      })
+      return
+    }
+  }
   const sent = sentOut[0]
   body.position += sent
   job.stats.bytes.sendfile += sent

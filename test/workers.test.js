@@ -31,10 +31,15 @@ function startWorker (t) {
     }
   })
   t.after(() => worker.terminate())
-  const next = () => new Promise((resolve, reject) => {
-    worker.once('message', resolve)
-    worker.once('error', reject)
-  })
+  // Messages are queued from the start: one may arrive while the test
+  // awaits another worker's.
+  const queue = []
+  const waiting = []
+  worker.on('message', (m) => (waiting.length > 0 ? waiting.shift().resolve(m) : queue.push(m)))
+  worker.on('error', (err) => { for (const w of waiting.splice(0)) w.reject(err) })
+  const next = () => queue.length > 0
+    ? Promise.resolve(queue.shift())
+    : new Promise((resolve, reject) => waiting.push({ resolve, reject }))
   return { worker, next }
 }
 
