@@ -27,9 +27,17 @@ function extensionOf (filePath: string): string {
   return dot > 0 ? baseName.slice(dot + 1).toLowerCase() : ''
 }
 
+// One entry per extension seen (bounded: names come from requests).
+const byExtension = new Map<string, string>()
+
 export function contentTypeFor (filePath: string): string {
   const extension = extensionOf(filePath)
-  const type = extension === '' ? null : mime.getType(extension)
-  if (type === null) return FALLBACK_TYPE
-  return isUtf8Type(type) ? `${type}; charset=utf-8` : type
+  let contentType = byExtension.get(extension)
+  if (contentType === undefined) {
+    const type = extension === '' ? null : mime.getType(extension)
+    contentType = type === null ? FALLBACK_TYPE : isUtf8Type(type) ? `${type}; charset=utf-8` : type
+    if (byExtension.size >= 1024) byExtension.clear()
+    byExtension.set(extension, contentType)
+  }
+  return contentType
 }

@@ -30,6 +30,23 @@ export interface ResponsePlan {
 /** Headers the app may set itself; its value wins over ours. */
 export const appMayOverride = ['content-type', 'cache-control', 'content-disposition']
 
+// A file's validators cost a few µs per response to format (Date, base
+// 36): keep the last few hundred. The key is what they are made of, so a
+// changed file never gets a stale entry.
+const MEMO_LIMIT = 512
+const validatorMemo = new Map<string, { etag: string, lastModified: string }>()
+
+function validatorsOf (file: FileFacts): { etag: string, lastModified: string } {
+  const key = `${file.ino}:${file.size}:${file.mtimeMs}`
+  let validators = validatorMemo.get(key)
+  if (validators === undefined) {
+    validators = { etag: strongEtag(file), lastModified: new Date(file.mtimeMs).toUTCString() }
+    if (validatorMemo.size >= MEMO_LIMIT) validatorMemo.delete(validatorMemo.keys().next().value as string)
+    validatorMemo.set(key, validators)
+  }
+  return validators
+}
+
 function sliceEtag (etag: string, start: number, end: number): string {
   return `${etag.slice(0, -1)}.${start.toString(36)}-${end.toString(36)}"`
 }
@@ -45,14 +62,15 @@ export function planFileResponse (request: RequestFacts, file: FileFacts, filePa
   const headers: Record<string, string> = {}
   let etag: string | undefined
   let lastModified: number | undefined
+  const validators = options.etag || options.lastModified ? validatorsOf(file) : null
   if (options.etag) {
-    etag = strongEtag(file)
+    etag = validators!.etag
     if (sliced) etag = sliceEtag(etag, sliceStart, sliceEnd)
     headers.etag = etag
   }
   if (options.lastModified) {
     lastModified = file.mtimeMs
-    headers['last-modified'] = new Date(file.mtimeMs).toUTCString()
+    headers['last-modified'] = validators!.lastModified
   }
   if (options.cacheControl !== null) headers['cache-control'] = options.cacheControl
 

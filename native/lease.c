@@ -78,6 +78,7 @@ static int pipe_r = -1, pipe_w = -1;
 static pid_t thread_tid = 0;
 static uint64_t break_time_ms = 45000;
 static volatile sig_atomic_t rescan_all = 0;
+static int sleeping_forever = 0; /* the thread waits with no deadline */
 
 zc_lease_counters_t zc_lease_counters;
 
@@ -273,6 +274,7 @@ static void* lease_thread(void* arg) {
 
     pthread_mutex_lock(&lock);
     wait = tick();
+    sleeping_forever = wait < 0;
     pthread_mutex_unlock(&lock);
 
     rc = poll(&p, 1, wait);
@@ -446,8 +448,12 @@ static napi_value lease_release(napi_env env, napi_callback_info info) {
       /* Over the idle cap: no lingering, released once its bytes are safe. */
       l->idle_since_ms = now_ms();
       l->expire = ++idle_count > MAX_IDLE;
-      if (pipe_w >= 0) {
+      /* The thread must see the new deadline. It only needs waking when it
+       * sleeps without one: a wake per response would cost a context
+       * switch per response. */
+      if ((sleeping_forever || l->expire) && pipe_w >= 0) {
         int wake = -2; /* not an fd: only re-arms the thread's timer */
+        sleeping_forever = 0;
         if (write(pipe_w, &wake, sizeof(wake)) < 0) rescan_all = 1;
       }
     }
