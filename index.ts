@@ -113,6 +113,7 @@ function sendFile (reply: FastifyReply, state: PluginState, filePath: string, ca
     reply.send(new FST_ZEROCOPY_LEASE_UNAVAILABLE('no native addon'))
     return
   }
+  if (options.lease !== false && native.binding === null) state.stats.leases.refused.unsupported++
   if (options.lease !== false && native.binding !== null) {
     lease = native.binding.leaseAcquire(file.fd, file.dev, file.ino, options.leaseGrace,
       options.integrity === 'fast' ? 1 : 0, file.size, file.mtimeMs)

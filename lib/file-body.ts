@@ -37,6 +37,26 @@ export interface FileBodyJob {
   leaseLog: LeaseLog | null
 }
 
+// A pipelined response still queued behind another never sees its own
+// 'close' if the connection dies (Node only destroys the request): its
+// body must watch the connection itself, or the fd would leak. One
+// listener per connection, however many responses are queued on it.
+const bodiesByConnection = new WeakMap<Socket, Set<FileBody>>()
+
+function watchConnection (socket: Socket, body: FileBody): void {
+  let bodies = bodiesByConnection.get(socket)
+  if (bodies === undefined) {
+    const watched = new Set<FileBody>()
+    bodies = watched
+    bodiesByConnection.set(socket, watched)
+    socket.once('close', () => {
+      bodiesByConnection.delete(socket)
+      for (const b of watched) b.destroy()
+    })
+  }
+  bodies.add(body)
+}
+
 export class FileBody extends Readable {
   readonly job: FileBodyJob
   /** Next file offset to send. */
@@ -46,27 +66,34 @@ export class FileBody extends Readable {
   /** Set once the end is accounted for (done, truncated, timed out...). */
   settled = false
   private reading = false
+  private piped = false
   private pendingDestroy: (() => void) | null = null
+  private stallTimer: NodeJS.Timeout | null = null
   private readonly connection: Socket | null
 
   constructor (job: FileBodyJob) {
     super({ highWaterMark })
     this.job = job
     this.position = job.start
-    // A pipelined response still queued behind another never sees its own
-    // 'close' if the connection dies (Node only destroys the request):
-    // watch the connection itself, or the fd would leak.
     const res = job.reply.raw
-    const socket = res instanceof http.ServerResponse ? job.reply.request.raw.socket : null
-    this.connection = socket ?? null
-    this.connection?.once('close', this.onConnectionClose)
+    this.connection = res instanceof http.ServerResponse && res.socket === null ? job.reply.request.raw.socket ?? null : null
+    if (this.connection !== null) watchConnection(this.connection, this)
+    // An onSend hook may replace this payload (with a string, say): then
+    // nobody pipes it, and the response's end is the last chance to close
+    // the file and let its lease go.
+    res.once('finish', this.onResponseEnd)
+    res.once('close', this.onResponseEnd)
   }
 
-  private readonly onConnectionClose = (): void => {
+  private readonly onResponseEnd = (): void => {
+    if (this.piped) return
+    this.settled = true
+    this.job.stats.fallbacks.replaced++
     this.destroy()
   }
 
   override pipe<T extends NodeJS.WritableStream> (destination: T, options?: { end?: boolean }): T {
+    this.piped = true
     const res = this.job.reply.raw
     // Trailers need Fastify to end the response: not ours to end.
     if (this.job.fallback === null &&
@@ -74,7 +101,8 @@ export class FileBody extends Readable {
       sendWithSendfile(this, res)
       return destination
     }
-    this.useWrite(this.job.fallback)
+    // Into another stream (a hook's compression, say), or with trailers.
+    this.useWrite(this.job.fallback ?? 'piped')
     return super.pipe(destination, options)
   }
 
@@ -85,6 +113,18 @@ export class FileBody extends Readable {
     if (reply.zeroCopyTransport === 'sendfile') stats.responses.sendfile--
     reply.zeroCopyTransport = 'write'
     stats.responses.write++
+    // A reader that takes nothing for sendTimeout is dropped, as on the
+    // sendfile path: every _read() shows progress.
+    if (this.job.sendTimeout > 0) this.stallTimer = setTimeout(this.onStall, this.job.sendTimeout).unref()
+  }
+
+  private readonly onStall = (): void => {
+    if (this.settled) return
+    this.settled = true
+    this.job.stats.timeouts++
+    this.job.reply.log.info({ file: this.job.filePath, sent: this.position - this.job.start },
+      'fastify-zero-copy: client took nothing for sendTimeout, connection closed')
+    this.destroy(new Error('send timeout: the client took nothing'))
   }
 
   /** Hands the rest of the body to the read/write path (headers may be out already). */
@@ -101,6 +141,7 @@ export class FileBody extends Readable {
   }
 
   override _read (size: number): void {
+    this.stallTimer?.refresh()
     const length = Math.min(size, this.job.end - this.position)
     if (length <= 0) {
       this.settled = true
@@ -130,7 +171,7 @@ export class FileBody extends Readable {
         return
       }
       if (bytesRead === 0) {
-        // The file shrank under us: end the connection short, never pad.
+        // The file shrank under us: end the connection short; we never pad.
         this.settled = true
         this.job.stats.truncations++
         this.job.reply.log.error({ file: this.job.filePath, sent: this.position - this.job.start, expected: this.job.end - this.job.start },
@@ -145,7 +186,11 @@ export class FileBody extends Readable {
   }
 
   override _destroy (err: Error | null, callback: (error?: Error | null) => void): void {
-    this.connection?.removeListener('close', this.onConnectionClose)
+    if (this.connection !== null) bodiesByConnection.get(this.connection)?.delete(this)
+    const res = this.job.reply.raw
+    res.removeListener('finish', this.onResponseEnd)
+    res.removeListener('close', this.onResponseEnd)
+    if (this.stallTimer !== null) clearTimeout(this.stallTimer)
     if (this.job.lease > 0) {
       native.binding!.leaseRelease(this.job.lease)
       this.job.leaseLog?.done(this.job.lease)

@@ -160,7 +160,9 @@ function fail (body: FileBody, socket: Socket, status: number): void {
     reply.log.warn(progress, 'fastify-zero-copy: lease past its grace before this send, connection closed')
   } else if (status === STATUS_EOF) {
     // The file shrank under us: cutting the connection is the only way to
-    // tell the client its body is short (never pad it).
+    // tell the client its body is short; we never pad it. (Without a lease,
+    // bytes already queued may still read as zeros: truncation frees the
+    // very pages the socket holds.)
     stats.truncations++
     reply.log.error(progress, 'fastify-zero-copy: file truncated during send, connection closed')
   } else if (status === -ETIMEDOUT) {

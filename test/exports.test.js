@@ -20,7 +20,7 @@ const FASTIFY = require.resolve('fastify')
 const ZERO_STATS = {
   responses: { sendfile: 0, write: 0, none: 0 },
   bytes: { sendfile: 0, write: 0 },
-  fallbacks: { native: 0, disabled: 0, inject: 0, tls: 0, http2: 0, refused: 0 },
+  fallbacks: { native: 0, disabled: 0, inject: 0, tls: 0, http2: 0, refused: 0, piped: 0, replaced: 0 },
   truncations: 0,
   timeouts: 0,
   aborts: 0,

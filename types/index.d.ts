@@ -42,7 +42,7 @@ declare namespace fastifyZeroCopy {
     acceptRanges?: boolean
     /** Set Content-Type from the file extension (unless the reply already has one). Default true. */
     contentType?: boolean
-    /** Milliseconds without progress before a stalled client is dropped. Default 60000; 0 disables. */
+    /** Milliseconds without progress before a stalled client is dropped, on both transports. Default 60000; 0 disables. */
     sendTimeout?: number
     /** false forces the write-based fallback. Default true. */
     zeroCopy?: boolean
@@ -76,8 +76,13 @@ declare namespace fastifyZeroCopy {
   export interface ZeroCopyStats {
     responses: { sendfile: number, write: number, none: number }
     bytes: { sendfile: number, write: number }
-    /** Why responses went through the write-based fallback. */
-    fallbacks: { native: number, disabled: number, inject: number, tls: number, http2: number, refused: number }
+    /**
+     * Why responses went through the write-based fallback: no addon, zeroCopy
+     * false, inject, TLS, HTTP/2, sendfile refused the file, or the body was
+     * piped into another stream by an onSend hook (or with trailers).
+     * `replaced`: an onSend hook replaced the body (no file bytes sent).
+     */
+    fallbacks: { native: number, disabled: number, inject: number, tls: number, http2: number, refused: number, piped: number, replaced: number }
     /** The file ended before Content-Length: the connection was cut. */
     truncations: number
     /** Clients dropped after `sendTimeout` without progress. */
@@ -93,7 +98,7 @@ declare namespace fastifyZeroCopy {
       broken: number
       /** Process-wide: breaks whose transfers all ended within the grace. */
       finishedInGrace: number
-      /** Process-wide: transfers stopped at the end of a grace (plus this instance's fallback reads stopped). */
+      /** Process-wide: sendfile transfers stopped at the end of a grace; plus this instance's fallback reads stopped and sends that found the lease already past its grace. */
       aborted: number
       /** Process-wide: leases released by the deadline before a same-host reader had read its bytes. */
       integrityUnverified: number
