@@ -65,6 +65,16 @@ function sendFile (reply: FastifyReply, state: PluginState, filePath: string, ca
     return
   }
 
+  // A pipelined response queued behind another opens its file only once it
+  // is its turn: queued bodies write nothing, so Node's pipelining
+  // back-pressure never starts, and one connection could otherwise hold
+  // an open file (and a lease) per request it queued.
+  const raw = reply.raw
+  if (raw instanceof http.ServerResponse && raw.socket === null) {
+    raw.once('socket', () => sendFile(reply, state, filePath, callOptions, retried))
+    return
+  }
+
   // 1. Which file: refuse escapes, dotfiles and malformed paths.
   const resolved = resolveRequestPath(filePath, options.root, options.dotfiles)
   if (resolved.kind === 'refused') {

@@ -37,6 +37,7 @@ export function httpErrorForOpen (err: ErrorWithCode): Error {
     case 'ENOTDIR':
     case 'ENAMETOOLONG':
     case 'ELOOP': // a symlink loop is as unservable as a missing file
+    case 'ENXIO': // a Unix socket or a device without a driver: not a file
       httpError = new FST_ZEROCOPY_NOT_FOUND()
       break
     case 'EACCES':

@@ -7,7 +7,7 @@ import type { Socket } from 'node:net'
 import { native, STATUS_EOF, STATUS_LEASE_STOPPED, STATUS_LEASE_BROKEN, systemError } from './native'
 import type { FileBody } from './file-body'
 
-const { EAGAIN, ECANCELED, ETIMEDOUT, EPIPE, ECONNRESET, EINVAL, ENOSYS, EOPNOTSUPP, ENOTSOCK, EXDEV } = os.constants.errno
+const { EAGAIN, ECANCELED, ETIMEDOUT, EPIPE, ECONNRESET, EINVAL, ENOSYS, EOPNOTSUPP, ENOTSOCK, EXDEV, EMFILE, ENFILE } = os.constants.errno
 
 // nginx's sendfile_max_chunk default: the first, synchronous burst stops
 // here so one fast client cannot hold the event loop.
@@ -128,8 +128,15 @@ function continueInLoop (body: FileBody, res: ServerResponse, socket: Socket, so
       fail(body, socket, status)
     }
   })
-  if (typeof transfer === 'number') fail(body, socket, transfer)
-  else body.transfer = transfer
+  if (typeof transfer === 'number') {
+    if (nodeTimeout > 0) socket.setTimeout(nodeTimeout)
+    // No fd left for our dup of the socket: the write path needs none, so
+    // the rest of the body goes that way instead of cutting the response.
+    if (transfer === -EMFILE || transfer === -ENFILE) body.continueWithWrite(res, 'refused')
+    else fail(body, socket, transfer)
+  } else {
+    body.transfer = transfer
+  }
 }
 
 function finish (body: FileBody, res: ServerResponse): void {

@@ -558,7 +558,8 @@ static napi_value lease_held(napi_env env, napi_callback_info info) {
   int i, n = 0;
   (void)info;
   pthread_mutex_lock(&lock);
-  for (i = 0; i < MAX_LEASES; i++) n += leases[i].fd >= 0;
+  /* Up to the high-water mark: slots past it were never initialised. */
+  for (i = 0; i <= high_water; i++) n += leases[i].fd >= 0;
   pthread_mutex_unlock(&lock);
   return zc_int32(env, n);
 }
