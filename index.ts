@@ -85,7 +85,7 @@ function sendFile (reply: FastifyReply, state: PluginState, filePath: string, ca
   // 2. Open it and describe it from the same fd.
   let file: OpenedFile
   try {
-    file = openFile(resolved, state.roots)
+    file = openFile(resolved, state.roots, options.allowSymlinksOutsideRoot)
   } catch (err) {
     const httpError = httpErrorForOpen(err as Error)
     if ((httpError as { statusCode?: number }).statusCode === 503) reply.header('retry-after', '1')

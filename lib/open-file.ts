@@ -74,7 +74,7 @@ function describe (fd: number, mode: number, size: number, ino: number, mtimeMs:
   return { fd, size, ino, mtimeMs, dev, isFile: type === S_IFREG, isDirectory: type === S_IFDIR }
 }
 
-function openNative (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roots: RootDirectories): OpenedFile {
+function openNative (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roots: RootDirectories, symlinksAnywhere: boolean): OpenedFile {
   const fd = resolved.kind === 'beneath'
     ? roots.openBeneath(resolved.root, resolved.relative, statOut)
     : native.binding!.openFile(-1, resolved.path, statOut)
@@ -83,7 +83,7 @@ function openNative (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roots
   // promise is about where the file really is, so ask the slower way.
   if (fd === EXDEV && resolved.kind === 'beneath') {
     try {
-      return openPortable(resolved, roots)
+      return openPortable(resolved, roots, symlinksAnywhere)
     } catch {
       // Never let the answer depend on what exists outside the root.
       throw systemError(EXDEV, 'open')
@@ -103,11 +103,13 @@ function realPathOf (fd: number, full: string): string {
   return fs.realpathSync.native(full)
 }
 
-function openPortable (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roots: RootDirectories): OpenedFile {
+function openPortable (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roots: RootDirectories, symlinksAnywhere: boolean): OpenedFile {
   const full = resolved.kind === 'beneath' ? path.join(resolved.root, resolved.relative) : resolved.path
   const fd = fs.openSync(full, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0) | (fs.constants.O_NOCTTY ?? 0))
   try {
-    if (resolved.kind === 'beneath') {
+    // The path itself never climbs above root (resolve-path.ts); with
+    // allowSymlinksOutsideRoot, only where a symlink leads is not checked.
+    if (resolved.kind === 'beneath' && !symlinksAnywhere) {
       const prefix = roots.realPrefix(resolved.root)
       const real = realPathOf(fd, full)
       if (real + path.sep !== prefix && !real.startsWith(prefix)) throw systemError(EXDEV, 'open')
@@ -121,8 +123,8 @@ function openPortable (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roo
 }
 
 /** Throws a Node-shaped system error (code, errno, syscall). */
-export function openFile (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roots: RootDirectories): OpenedFile {
-  return native.binding !== null ? openNative(resolved, roots) : openPortable(resolved, roots)
+export function openFile (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roots: RootDirectories, symlinksAnywhere = false): OpenedFile {
+  return native.binding !== null ? openNative(resolved, roots, symlinksAnywhere) : openPortable(resolved, roots, symlinksAnywhere)
 }
 
 export function closeFile (fd: number): void {

@@ -10,6 +10,7 @@ import { cacheControlValue } from './cache-control'
 const fileResponseProperties = {
   root: { type: 'string', minLength: 1 },
   dotfiles: { enum: ['allow', 'deny', 'ignore'] },
+  allowSymlinksOutsideRoot: { type: 'boolean' },
   etag: { type: 'boolean' },
   lastModified: { type: 'boolean' },
   cacheControl: { type: 'boolean' },
@@ -49,6 +50,7 @@ const validateCallOptions = ajv.compile(callSchema)
 export interface ResolvedOptions {
   root: string | undefined
   dotfiles: 'allow' | 'deny' | 'ignore'
+  allowSymlinksOutsideRoot: boolean
   etag: boolean
   lastModified: boolean
   /** The Cache-Control value to send, or null when the option is off. */
@@ -70,6 +72,7 @@ export interface ResolvedOptions {
 export const defaults: ResolvedOptions = {
   root: undefined,
   dotfiles: 'ignore',
+  allowSymlinksOutsideRoot: false,
   etag: true,
   lastModified: true,
   cacheControl: 'public, max-age=0',

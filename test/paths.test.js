@@ -456,3 +456,14 @@ test('an absolute symlink to a file inside the root gets the same answer nativel
     `native ${nativeRes.status}, fallback ${fallbackRes.status}`)
   assert.equal(nativeRes.status, 200, 'the target is beneath the root')
 })
+
+test('allowSymlinksOutsideRoot: a symlink leading out of root is served; `..` is still refused', async (t) => {
+  const app = await startServer(t, { allowSymlinksOutsideRoot: true })
+  const port = app.server.address().port
+  const out = await rawExchange(port, 'GET /link-out.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  assert.match(out.toString('latin1'), /^HTTP\/1\.1 200 /)
+  assert.match(out.toString('latin1'), /must never be served/)
+  const up = await rawExchange(port, 'GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  assert.doesNotMatch(up.toString('latin1'), /root:/)
+  assert.match(up.toString('latin1'), /^HTTP\/1\.1 (403|404) /)
+})

@@ -28,6 +28,12 @@ declare namespace fastifyZeroCopy {
     root?: string
     /** Files and folders whose name starts with a dot: 'ignore' (404, default), 'deny' (403) or 'allow'. */
     dotfiles?: 'allow' | 'deny' | 'ignore'
+    /**
+     * Serve files that a symlink under root points to outside root (as
+     * @fastify/static does). Default false: such files are refused with 403.
+     * A path that climbs above root with `..` is refused either way.
+     */
+    allowSymlinksOutsideRoot?: boolean
     /** Send a strong ETag derived from the file's inode, size and mtime. Default true. */
     etag?: boolean
     /** Send Last-Modified. Default true. */
