@@ -22,7 +22,7 @@ const S_IFMT = 0o170000
 const S_IFREG = 0o100000
 const S_IFDIR = 0o040000
 const EXDEV = -os.constants.errno.EXDEV
-const statOut = new Float64Array(5)
+const statOut = new Float64Array(6)
 
 /**
  * Handles on root folders. The plugin's own root is opened once and kept;
@@ -90,7 +90,10 @@ function openNative (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roots
     }
   }
   if (fd < 0) throw systemError(fd, 'open')
-  return describe(fd, statOut[0], statOut[1], statOut[2], statOut[3], statOut[4])
+  const file = describe(fd, statOut[0], statOut[1], statOut[2], statOut[3], statOut[4])
+  // sysfs and kin make up their size: not a file whose length we can promise.
+  if (statOut[5] === 1) file.isFile = false
+  return file
 }
 
 // Where the opened file really is. On Linux /proc/self/fd names the file

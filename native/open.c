@@ -11,8 +11,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -20,8 +23,32 @@
  * same); it has no effect on regular files. */
 #define ZC_OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
 
-/* Fields written into the caller's Float64Array, in this order. */
-enum { ST_MODE, ST_SIZE, ST_INO, ST_MTIME_MS, ST_DEV, ST_FIELDS };
+/* Fields written into the caller's Float64Array, in this order.
+ * ST_PSEUDO: 1 when the file system makes up st_size (see below). */
+enum { ST_MODE, ST_SIZE, ST_INO, ST_MTIME_MS, ST_DEV, ST_PSEUDO, ST_FIELDS };
+
+/* sysfs and its kin report st_size 4096 (or 0) whatever the content, so a
+ * Content-Length from fstat would be a lie and the body cut short. They live
+ * on anonymous devices (major 0), as tmpfs and overlayfs do: only those pay
+ * for the fstatfs. procfs is left out: its size 0 is at least consistent
+ * (an empty body). */
+static int is_pseudo_file(int fd, const struct stat* st) {
+  struct statfs sf;
+  if (major(st->st_dev) != 0 || fstatfs(fd, &sf) != 0) return 0;
+  switch ((unsigned long)sf.f_type) {
+    case SYSFS_MAGIC:
+    case DEBUGFS_MAGIC:
+    case TRACEFS_MAGIC:
+    case SECURITYFS_MAGIC:
+    case CGROUP_SUPER_MAGIC:
+    case CGROUP2_SUPER_MAGIC:
+    case EFIVARFS_MAGIC:
+    case BPF_FS_MAGIC:
+      return 1;
+    default:
+      return 0;
+  }
+}
 
 static int open_beneath(int dirfd, const char* path) {
   struct open_how how = { 0 };
@@ -39,7 +66,7 @@ static void copy_stat(const struct stat* st, double* out) {
   out[ST_DEV] = (double)st->st_dev;
 }
 
-/* openFile(dirfd, path, statOut: Float64Array(5)) -> fd | -errno
+/* openFile(dirfd, path, statOut: Float64Array(6)) -> fd | -errno
  * dirfd < 0: path is absolute and opened as is. */
 static napi_value open_file(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -73,6 +100,7 @@ static napi_value open_file(napi_env env, napi_callback_info info) {
     return zc_int32(env, -err);
   }
   copy_stat(&st, (double*)data);
+  ((double*)data)[ST_PSEUDO] = is_pseudo_file(fd, &st);
   return zc_int32(env, fd);
 }
 
