@@ -9,9 +9,9 @@ import { openFile, closeFile, RootDirectories, type OpenedFile } from './lib/ope
 import { planFileResponse, appMayOverride, type RequestFacts, type ResponsePlan } from './lib/plan-response'
 import { native } from './lib/native'
 import { newStats, snapshot, type FallbackReason } from './lib/stats'
-import { plainSocketFd } from './lib/sendfile-transport'
+import { socketFallback } from './lib/sendfile-transport'
 import { FileBody } from './lib/file-body'
-import { LeaseLog, LEASE_STALE, refusalReason } from './lib/lease'
+import { LeaseLog, LEASE_STALE, LEASE_NO_ADDON, refusalReason } from './lib/lease'
 import {
   FST_ZEROCOPY_BAD_PATH, FST_ZEROCOPY_FORBIDDEN, FST_ZEROCOPY_NOT_FOUND, FST_ZEROCOPY_NO_ROOT, FST_ZEROCOPY_LEASE_UNAVAILABLE,
   httpErrorForOpen
@@ -116,17 +116,11 @@ function sendFile (reply: FastifyReply, state: PluginState, filePath: string, ca
   // 4. A read lease for as long as the body is sent (lib/lease.ts). Taken
   // before any header is set: a refusal must not carry the file's headers.
   let lease = 0
-  if (options.lease === 'required' && native.binding === null) {
-    state.stats.leases.refused.unsupported++
-    closeFile(file.fd)
-    reply.header('retry-after', '1')
-    reply.send(new FST_ZEROCOPY_LEASE_UNAVAILABLE('no native addon'))
-    return
-  }
-  if (options.lease !== false && native.binding === null) state.stats.leases.refused.unsupported++
-  if (options.lease !== false && native.binding !== null) {
-    lease = native.binding.leaseAcquire(file.fd, file.dev, file.ino, options.leaseGrace,
-      options.integrity === 'fast' ? 1 : 0, file.size, file.mtimeMs)
+  if (options.lease !== false) {
+    lease = native.binding === null
+      ? LEASE_NO_ADDON
+      : native.binding.leaseAcquire(file.fd, file.dev, file.ino, options.leaseGrace,
+        options.integrity === 'fast' ? 1 : 0, file.size, file.mtimeMs)
     if (lease === LEASE_STALE && !retried) {
       // Rewritten between our fstat and the lease: describe it again.
       closeFile(file.fd)
@@ -137,13 +131,13 @@ function sendFile (reply: FastifyReply, state: PluginState, filePath: string, ca
       state.stats.leases.taken++
       state.leaseLog!.using(lease, filePath)
     } else {
-      const reason = refusalReason(lease)
+      const reason = lease === LEASE_NO_ADDON ? 'unsupported' : refusalReason(lease)
       state.stats.leases.refused[reason]++
       reply.log.debug({ file: filePath, reason }, 'fastify-zero-copy: sending without a lease')
       if (options.lease === 'required') {
         closeFile(file.fd)
         reply.header('retry-after', '1')
-        reply.send(new FST_ZEROCOPY_LEASE_UNAVAILABLE(reason))
+        reply.send(new FST_ZEROCOPY_LEASE_UNAVAILABLE(lease === LEASE_NO_ADDON ? 'no native addon' : reason))
         return
       }
       lease = 0
@@ -176,10 +170,7 @@ function fallbackReason (reply: FastifyReply, options: ResolvedOptions): Fallbac
   if (native.binding === null) return 'native'
   const res = reply.raw
   if (!(res instanceof http.ServerResponse) || reply.request.raw.httpVersionMajor !== 1) return 'http2'
-  const socket = res.socket
-  if (socket === null) return null
-  if ((socket as { encrypted?: boolean }).encrypted === true) return 'tls'
-  return plainSocketFd(socket) < 0 ? 'inject' : null
+  return res.socket === null ? null : socketFallback(res.socket)
 }
 
 function refusalError (status: 400 | 403 | 404 | 500, filePath: string): Error {

@@ -24,6 +24,9 @@ export function refusalReason (status: number): LeaseRefusal {
 /** -ESTALE from leaseAcquire: the file changed since it was described. */
 export const LEASE_STALE = -ESTALE
 
+/** Stands for leaseAcquire's answer when there is no addon to ask; no errno. */
+export const LEASE_NO_ADDON = ERR_FOREIGN_HANDLER - 1
+
 export interface LeaseCounters { broken: number, finishedInGrace: number, aborted: number, integrityUnverified: number }
 
 const countersOut = new Float64Array(5)

@@ -12,7 +12,6 @@ export interface NativeBinding {
   transferStart (sock: number, file: number, offset: number, end: number, timeoutMs: number, lease: number,
     callback: (status: number, sent: number) => void): object | number
   transferCancel (handle: object): void
-  transferSent (handle: object): number
   leaseAcquire (fd: number, dev: number, ino: number, graceMs: number, fast: number, size: number, mtimeMs: number): number
   leaseRelease (handle: number): void
   leaseState (handle: number): number

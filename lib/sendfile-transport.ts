@@ -6,6 +6,7 @@ import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { native, STATUS_EOF, STATUS_LEASE_STOPPED, STATUS_LEASE_BROKEN, systemError } from './native'
 import type { FileBody } from './file-body'
+import type { FallbackReason } from './stats'
 
 const { EAGAIN, ECANCELED, ETIMEDOUT, EPIPE, ECONNRESET, EINVAL, ENOSYS, EOPNOTSUPP, ENOTSOCK, EXDEV, EMFILE, ENFILE } = os.constants.errno
 
@@ -20,6 +21,12 @@ const refusals = new Set([-EINVAL, -ENOSYS, -EOPNOTSUPP, -ENOTSOCK, -EXDEV])
 const sentOut = new Float64Array(2)
 
 interface StreamHandle { fd?: number, writeQueueSize?: number }
+
+/** Why this socket cannot take sendfile: TLS, or no kernel fd (inject); null if it can. */
+export function socketFallback (socket: Socket): FallbackReason | null {
+  if ((socket as { encrypted?: boolean }).encrypted === true) return 'tls'
+  return plainSocketFd(socket) < 0 ? 'inject' : null
+}
 
 /** The kernel fd of a plain TCP/pipe socket, or -1 (inject, TLS, none). */
 export function plainSocketFd (socket: Socket | null): number {
@@ -47,7 +54,7 @@ function writeHeaders (body: FileBody, res: ServerResponse, socket: Socket): voi
   const sock = plainSocketFd(socket)
   if (sock < 0) {
     // Known only now that the queued response has its socket.
-    body.continueWithWrite(res, (socket as { encrypted?: boolean }).encrypted === true ? 'tls' : 'inject')
+    body.continueWithWrite(res, socketFallback(socket) ?? 'inject')
     return
   }
   // Builds the header (from the headers Fastify set) without writing it.
@@ -62,11 +69,14 @@ function writeHeaders (body: FileBody, res: ServerResponse, socket: Socket): voi
   // An earlier response's tail is still queued in Node: the header goes
   // after it through Node, and an empty write's callback says when.
   res.flushHeaders()
-  socket.write('', () => {
-    const fd = plainSocketFd(socket)
-    if (body.destroyed || fd < 0) return
-    firstBurst(body, res, socket, fd, null)
-  })
+  socket.write('', () => burstWhenWritten(body, res, socket))
+}
+
+// Node has written what was queued before the body: the body can start.
+function burstWhenWritten (body: FileBody, res: ServerResponse, socket: Socket): void {
+  const fd = plainSocketFd(socket)
+  if (body.destroyed || fd < 0) return
+  firstBurst(body, res, socket, fd, null)
 }
 
 function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: number, header: string | null): void {
@@ -82,11 +92,7 @@ function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: 
         return
       }
       // The socket filled up within the header: Node writes the rest.
-      socket.write(header.slice(headerSent), 'latin1', () => {
-        const fd = plainSocketFd(socket)
-        if (body.destroyed || fd < 0) return
-        firstBurst(body, res, socket, fd, null)
-      })
+      socket.write(header.slice(headerSent), 'latin1', () => burstWhenWritten(body, res, socket))
       return
     }
   }

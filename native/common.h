@@ -64,7 +64,6 @@ typedef struct zc_transfer_link_s {
   int32_t handle;
   int sock;
   atomic_int stop;
-  int shutdown_when_safe;
 } zc_transfer_link_t;
 
 typedef struct {

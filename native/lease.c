@@ -464,7 +464,7 @@ static napi_value lease_release(napi_env env, napi_callback_info info) {
 
 /* leaseState(handle) -> 0 held, 1 breaking within grace, 2 must stop,
  * 3 gone. For the write-based path, which checks before each read. */
-int zc_lease_state(int32_t handle) {
+static int zc_lease_state(int32_t handle) {
   lease_t* l;
   int state;
   if (handle <= 0) return 0;

@@ -206,20 +206,7 @@ static napi_value transfer_cancel(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* transferSent(handle) -> bytes sent so far (for stats and logs). */
-static napi_value transfer_sent(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  transfer_t* t;
-
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (napi_unwrap(env, argv[0], (void**)&t) == napi_ok && t != NULL)
-    return zc_double(env, (double)t->sent);
-  return zc_double(env, -1);
-}
-
 void zc_init_transfer(napi_env env, napi_value exports) {
   zc_export(env, exports, "transferStart", transfer_start);
   zc_export(env, exports, "transferCancel", transfer_cancel);
-  zc_export(env, exports, "transferSent", transfer_sent);
 }
