@@ -5,7 +5,10 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { FastifyZeroCopyOptions, SendFileZeroCopyOptions, ZeroCopyStats } from './types/index'
 import { resolvePluginOptions, resolveCallOptions, type ResolvedOptions } from './lib/options'
 import { resolveRequestPath } from './lib/resolve-path'
-import { openFile, closeFile, RootDirectories, type OpenedFile } from './lib/open-file'
+import { RootDirectories } from './lib/open-file'
+import { FileCache, type OpenFileRef } from './lib/file-cache'
+import type { ServeCore, RespondExtras } from './lib/serve-core'
+import { registerStaticRoutes } from './lib/serve'
 import { planFileResponse, appMayOverride, type RequestFacts, type ResponsePlan } from './lib/plan-response'
 import { native } from './lib/native'
 import { newStats, snapshot, type FallbackReason } from './lib/stats'
@@ -20,6 +23,7 @@ import {
 interface PluginState {
   options: ResolvedOptions
   roots: RootDirectories
+  files: FileCache
   stats: ZeroCopyStats
   leaseLog: LeaseLog | null
 }
@@ -28,10 +32,13 @@ async function zeroCopyPlugin (fastify: FastifyInstance, pluginOptions: FastifyZ
   const options = resolvePluginOptions(pluginOptions)
   if (options instanceof Error) throw options
 
+  const roots = new RootDirectories(options.root)
+  const stats = newStats()
   const state: PluginState = {
     options,
-    roots: new RootDirectories(options.root),
-    stats: newStats(),
+    roots,
+    files: new FileCache(options.cache, roots, stats),
+    stats,
     leaseLog: native.binding !== null ? new LeaseLog(fastify.log) : null
   }
   if (native.reason !== null && options.zeroCopy) {
@@ -49,62 +56,71 @@ async function zeroCopyPlugin (fastify: FastifyInstance, pluginOptions: FastifyZ
     nativeUnavailableReason: native.reason
   })
   fastify.addHook('onClose', async () => {
+    state.files.closeAll()
     state.roots.closeAll()
     state.leaseLog?.close()
     // Leases are shared process-wide; the idle ones need not outlive us.
     native.binding?.leaseDropIdle()
   })
+  if (options.serve) registerStaticRoutes(fastify, serveCore(state))
 }
 
-// The whole request flow, top to bottom. Everything that can fail is done
-// before a transport is chosen, so errors take Fastify's normal path.
-function sendFile (reply: FastifyReply, state: PluginState, filePath: string, callOptions: SendFileZeroCopyOptions | undefined, retried = false): void {
+// The whole request flow, top to bottom: sendFile finds and opens the
+// file, respond sends it. Everything that can fail is done before a
+// transport is chosen, so errors take Fastify's normal path.
+function sendFile (reply: FastifyReply, state: PluginState, filePath: string, callOptions: unknown): void {
   const options = callOptions === undefined ? state.options : resolveCallOptions(state.options, callOptions)
   if (options instanceof Error) {
     reply.send(options)
     return
   }
+  whenTurn(reply, () => {
+    // 1. Which file: refuse escapes, dotfiles and malformed paths.
+    const resolved = resolveRequestPath(filePath, options.root, options.dotfiles)
+    if (resolved.kind === 'refused') {
+      reply.send(refusalError(resolved.status, filePath))
+      return
+    }
+    // 2. Open it and describe it from the same fd (or find it open in the cache).
+    let ref: OpenFileRef
+    try {
+      ref = state.files.open(resolved, options.allowSymlinksOutsideRoot)
+    } catch (err) {
+      sendOpenError(reply, err as Error)
+      return
+    }
+    if (!ref.file.isFile) {
+      ref.release()
+      reply.send(new FST_ZEROCOPY_NOT_FOUND())
+      return
+    }
+    respond(reply, state, ref, resolved.kind === 'beneath' ? resolved.relative : resolved.path, options)
+  })
+}
 
-  // A pipelined response queued behind another opens its file only once it
-  // is its turn: queued bodies write nothing, so Node's pipelining
-  // back-pressure never starts, and one connection could otherwise hold
-  // an open file (and a lease) per request it queued.
+// A pipelined response queued behind another opens its file only once it
+// is its turn: queued bodies write nothing, so Node's pipelining
+// back-pressure never starts, and one connection could otherwise hold
+// an open file (and a lease) per request it queued.
+function whenTurn (reply: FastifyReply, fn: () => void): void {
   const raw = reply.raw
-  if (raw instanceof http.ServerResponse && raw.socket === null) {
-    raw.once('socket', () => sendFile(reply, state, filePath, callOptions, retried))
-    return
-  }
+  if (raw instanceof http.ServerResponse && raw.socket === null) raw.once('socket', fn)
+  else fn()
+}
 
-  // 1. Which file: refuse escapes, dotfiles and malformed paths.
-  const resolved = resolveRequestPath(filePath, options.root, options.dotfiles)
-  if (resolved.kind === 'refused') {
-    reply.send(refusalError(resolved.status, filePath))
-    return
-  }
-
-  // 2. Open it and describe it from the same fd.
-  let file: OpenedFile
-  try {
-    file = openFile(resolved, state.roots, options.allowSymlinksOutsideRoot)
-  } catch (err) {
-    const httpError = httpErrorForOpen(err as Error)
-    if ((httpError as { statusCode?: number }).statusCode === 503) reply.header('retry-after', '1')
-    reply.send(httpError)
-    return
-  }
-  if (!file.isFile) {
-    closeFile(file.fd)
-    reply.send(new FST_ZEROCOPY_NOT_FOUND())
-    return
-  }
+function respond (reply: FastifyReply, state: PluginState, ref: OpenFileRef, displayPath: string, options: ResolvedOptions,
+  extras?: RespondExtras, retried = false): void {
+  const { file } = ref
+  extras?.beforeHeaders?.(file)
 
   // 3. Status, headers and byte range (conditionals, Range, slice).
   const request = reply.request.raw
   const facts: RequestFacts = { method: request.method ?? 'GET', headers: request.headers, status: reply.statusCode }
-  const plan = planFileResponse(facts, file, resolved.kind === 'beneath' ? resolved.relative : resolved.path, options)
+  const typePath = extras?.typePath ?? displayPath
+  const plan = planWithCache(facts, ref, typePath, options)
   if (!plan.body) {
-    setPlannedHeaders(reply, plan)
-    closeFile(file.fd)
+    setPlannedHeaders(reply, plan, extras)
+    ref.release()
     state.stats.responses.none++
     reply.zeroCopyTransport = 'none'
     // Fastify's HEAD route (made from the GET) rewrites Content-Length to 0
@@ -121,21 +137,38 @@ function sendFile (reply: FastifyReply, state: PluginState, filePath: string, ca
       ? LEASE_NO_ADDON
       : native.binding.leaseAcquire(file.fd, file.dev, file.ino, options.leaseGrace,
         options.integrity === 'fast' ? 1 : 0, file.size, file.mtimeMs)
-    if (lease === LEASE_STALE && !retried) {
-      // Rewritten between our fstat and the lease: describe it again.
-      closeFile(file.fd)
-      sendFile(reply, state, filePath, callOptions, true)
+    // Rewritten between our fstat and the lease, or (a cached fd) being
+    // written now: describe the file again, once.
+    const stale = lease === LEASE_STALE || (ref.hit && lease < 0 && refusalReason(lease) === 'busy')
+    if (stale && !retried) {
+      ref.invalidate(lease === LEASE_STALE ? 'changed' : 'lease')
+      ref.release()
+      let fresh: OpenFileRef
+      try {
+        fresh = state.files.open(ref.resolved, ref.symlinksAnywhere)
+      } catch (err) {
+        sendOpenError(reply, err as Error)
+        return
+      }
+      if (!fresh.file.isFile) {
+        fresh.release()
+        reply.send(new FST_ZEROCOPY_NOT_FOUND())
+        return
+      }
+      respond(reply, state, fresh, displayPath, options, extras, true)
       return
     }
     if (lease > 0) {
       state.stats.leases.taken++
-      state.leaseLog!.using(lease, filePath)
+      state.leaseLog!.using(lease, displayPath)
+      ref.leaseTaken(lease)
     } else {
       const reason = lease === LEASE_NO_ADDON ? 'unsupported' : refusalReason(lease)
       state.stats.leases.refused[reason]++
-      reply.log.debug({ file: filePath, reason }, 'fastify-zero-copy: sending without a lease')
+      if (reason === 'busy') ref.forget()
+      reply.log.debug({ file: displayPath, reason }, 'fastify-zero-copy: sending without a lease')
       if (options.lease === 'required') {
-        closeFile(file.fd)
+        ref.release()
         reply.header('retry-after', '1')
         reply.send(new FST_ZEROCOPY_LEASE_UNAVAILABLE(lease === LEASE_NO_ADDON ? 'no native addon' : reason))
         return
@@ -147,15 +180,55 @@ function sendFile (reply: FastifyReply, state: PluginState, filePath: string, ca
   // 5. Send the body as a stream payload: Fastify runs its onSend hooks and
   // pipes it into the response, where it takes the zero-copy path if the
   // connection allows it (lib/file-body.ts).
-  setPlannedHeaders(reply, plan)
+  setPlannedHeaders(reply, plan, extras)
   reply.send(new FileBody({
-    reply, fd: file.fd, filePath, start: plan.start, end: plan.end,
+    reply, fd: file.fd, release: ref, filePath: displayPath, start: plan.start, end: plan.end,
     sendTimeout: options.sendTimeout, stats: state.stats, fallback: fallbackReason(reply, options),
     lease, leaseLog: state.leaseLog
   }))
 }
 
-function setPlannedHeaders (reply: FastifyReply, plan: ResponsePlan): void {
+// A plain GET/HEAD of a cached file (no conditional, no Range, no app
+// status) gets the headers computed for its first such response.
+function planWithCache (facts: RequestFacts, ref: OpenFileRef, typePath: string, options: ResolvedOptions): ResponsePlan {
+  const h = facts.headers
+  const plain = facts.status === 200 && h.range === undefined && h['if-none-match'] === undefined &&
+    h['if-modified-since'] === undefined && h['if-match'] === undefined && h['if-unmodified-since'] === undefined &&
+    (facts.method === 'GET' || facts.method === 'HEAD')
+  if (plain) {
+    const headers = ref.plainHeaders(options, typePath)
+    if (headers !== null) {
+      const size = ref.file.size
+      return { status: 200, headers, start: 0, end: size, body: facts.method === 'GET' && size > 0 }
+    }
+  }
+  const plan = planFileResponse(facts, ref.file, typePath, options)
+  if (plain && plan.status === 200 && plan.start === 0 && plan.end === ref.file.size) {
+    ref.rememberPlainHeaders(options, typePath, plan.headers)
+  }
+  return plan
+}
+
+function sendOpenError (reply: FastifyReply, err: Error): void {
+  const httpError = httpErrorForOpen(err)
+  if ((httpError as { statusCode?: number }).statusCode === 503) reply.header('retry-after', '1')
+  reply.send(httpError)
+}
+
+function serveCore (state: PluginState): ServeCore {
+  return {
+    options: state.options,
+    whenTurn,
+    open: (resolved, options) => state.files.open(resolved, options.allowSymlinksOutsideRoot),
+    respond: (reply, ref, displayPath, options, extras) => respond(reply, state, ref as OpenFileRef, displayPath, options, extras),
+    sendOpenError,
+    sendFile: (reply, filePath, callOptions) => sendFile(reply, state, filePath, callOptions),
+    callOptions: (callOptions) => resolveCallOptions(state.options, callOptions)
+  }
+}
+
+function setPlannedHeaders (reply: FastifyReply, plan: ResponsePlan, extras: RespondExtras | undefined): void {
+  if (extras?.headers !== undefined) reply.headers(extras.headers)
   for (const name in plan.headers) {
     if (!(appMayOverride.includes(name) && reply.hasHeader(name))) reply.header(name, plan.headers[name])
   }

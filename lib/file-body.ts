@@ -11,7 +11,6 @@ import type { Socket } from 'node:net'
 import type { FastifyReply } from 'fastify'
 import type { ZeroCopyStats } from '../types/index'
 import type { FallbackReason } from './stats'
-import { closeFile } from './open-file'
 import { native } from './native'
 import { sendWithSendfile } from './sendfile-transport'
 import type { LeaseLog } from './lease'
@@ -24,6 +23,8 @@ const highWaterMark = 64 * 1024
 export interface FileBodyJob {
   reply: FastifyReply
   fd: number
+  /** Gives the fd back (closes it, or returns it to the open-file cache). */
+  release: { release (): void }
   filePath: string
   /** File offsets of the body: [start, end). */
   start: number
@@ -205,7 +206,7 @@ export class FileBody extends Readable {
       this.job.stats.aborts++
     }
     const release = (): void => {
-      closeFile(this.job.fd)
+      this.job.release.release()
       callback(err)
     }
     // An fs.read in the thread pool still uses the fd: close after it.

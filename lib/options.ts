@@ -27,7 +27,24 @@ const fileResponseProperties = {
 
 const pluginSchema = {
   type: 'object',
-  properties: fileResponseProperties,
+  properties: {
+    ...fileResponseProperties,
+    cache: {
+      anyOf: [
+        { const: false },
+        {
+          type: 'object',
+          properties: {
+            maxFiles: { type: 'integer', minimum: 1, maximum: 1000000 },
+            maxFds: { type: 'integer', minimum: 0, maximum: 1000000 },
+            validateMs: { type: 'integer', minimum: 0, maximum: 2147483647 }
+          },
+          additionalProperties: false
+        }
+      ]
+    },
+    serve: { type: 'boolean' }
+  },
   additionalProperties: false
 }
 
@@ -67,7 +84,13 @@ export interface ResolvedOptions {
   start: number
   end: number | undefined
   filename: string | undefined
+  /** The open-file cache's bounds, or false (plugin-wide; not a per-call option). */
+  cache: CacheOptions | false
+  /** Register GET/HEAD routes that serve `root` (static-serving mode). */
+  serve: boolean
 }
+
+export interface CacheOptions { maxFiles: number, maxFds: number, validateMs: number }
 
 export const defaults: ResolvedOptions = {
   root: undefined,
@@ -87,7 +110,16 @@ export const defaults: ResolvedOptions = {
   integrity: 'strict',
   start: 0,
   end: undefined,
-  filename: undefined
+  filename: undefined,
+  // nginx's open_file_cache examples use max=1000; a hot set beyond that
+  // keeps its metadata without holding fds.
+  cache: { maxFiles: 10000, maxFds: 1000, validateMs: 1000 },
+  serve: false
+}
+
+function anyOfMessage (name: string): string {
+  if (name === 'cache') return 'must be false or { maxFiles?, maxFds?, validateMs? } with non-negative integers'
+  return 'must be a non-negative integer (ms) or a duration string such as "1d"'
 }
 
 function optionError (errors: ErrorObject[] | null | undefined): Error {
@@ -103,7 +135,7 @@ function optionError (errors: ErrorObject[] | null | undefined): Error {
   const name = error.instancePath.slice(1).split('/')[0]
   const expected = error.keyword === 'enum'
     ? `must be one of ${(error.params.allowedValues as unknown[]).map(v => JSON.stringify(v)).join(', ')}`
-    : error.keyword === 'anyOf' ? 'must be a non-negative integer (ms) or a duration string such as "1d"' : error.message ?? 'invalid'
+    : error.keyword === 'anyOf' ? anyOfMessage(name) : error.message ?? 'invalid'
   return new FST_ZEROCOPY_INVALID_OPTION(name, expected)
 }
 
@@ -131,13 +163,16 @@ function checkValues (o: Partial<SendFileZeroCopyOptions>, atRegistration: boole
   return null
 }
 
-function resolve (base: ResolvedOptions, given: Partial<SendFileZeroCopyOptions>): ResolvedOptions {
+type AnyOptions = Partial<FastifyZeroCopyOptions & SendFileZeroCopyOptions>
+
+function resolve (base: ResolvedOptions, given: AnyOptions): ResolvedOptions {
   // `{ start: undefined }` means "not given", as the optional types say.
-  const o: Partial<SendFileZeroCopyOptions> = {}
+  const o: AnyOptions = {}
   for (const [key, value] of Object.entries(given)) {
     if (value !== undefined) (o as Record<string, unknown>)[key] = value
   }
   const merged = { ...base, ...(o as Partial<ResolvedOptions>) }
+  if (o.cache !== undefined && o.cache !== false) merged.cache = { ...defaults.cache as CacheOptions, ...o.cache }
   const cacheControlOn = o.cacheControl ?? base.cacheControl !== null
   merged.cacheControl = cacheControlOn ? cacheControlValue(merged.maxAge, merged.immutable) : null
   if (merged.root !== undefined) merged.root = path.resolve(merged.root)

@@ -19,7 +19,16 @@ export function newStats (): ZeroCopyStats {
       finishedInGrace: 0,
       aborted: 0,
       integrityUnverified: 0
-    }
+    },
+    cache: {
+      hits: 0,
+      misses: 0,
+      invalidations: { lease: 0, changed: 0, replaced: 0, removed: 0 },
+      evictions: 0,
+      files: 0,
+      fds: 0
+    },
+    cold: { reads: 0, bytes: 0 }
   }
 }
 

@@ -68,7 +68,24 @@ declare namespace fastifyZeroCopy {
     integrity?: 'strict' | 'fast'
   }
 
-  export interface FastifyZeroCopyOptions extends FileResponseOptions {}
+  export interface CacheOptions {
+    /** Files described (fd, fstat, headers, lease) at most. Default 10000. */
+    maxFiles?: number
+    /** Of those, how many keep their fd open. Default 1000. */
+    maxFds?: number
+    /**
+     * At most this often (ms) a cached file's path is stat()ed again, to see
+     * rename-replace, unlink and changes no lease reported. Default 1000; 0 = every request.
+     */
+    validateMs?: number
+  }
+
+  export interface FastifyZeroCopyOptions extends FileResponseOptions {
+    /** The open-file cache: bounds, or false to open every file per response. */
+    cache?: CacheOptions | false
+    /** Register GET and HEAD routes serving `root`, like @fastify/static. Default false. */
+    serve?: boolean
+  }
 
   export interface SendFileZeroCopyOptions extends FileResponseOptions {
     /** First byte of the file to serve (inclusive). Default 0. */
@@ -109,6 +126,26 @@ declare namespace fastifyZeroCopy {
       /** Process-wide: leases released by the deadline before a same-host reader had read its bytes. */
       integrityUnverified: number
     }
+    /** The open-file cache (option `cache`). */
+    cache: {
+      /** Responses that used a cached open file: no open, fstat or close. */
+      hits: number
+      /** Responses that had to open their file. */
+      misses: number
+      /**
+       * Entries dropped because the file changed: `lease` a writer broke the
+       * lease; `changed` same file, other size or mtime; `replaced` the path
+       * now names another file (rename-replace); `removed` the path is gone.
+       */
+      invalidations: { lease: number, changed: number, replaced: number, removed: number }
+      /** Entries dropped to stay within maxFiles/maxFds, or to free fds on EMFILE. */
+      evictions: number
+      /** Entries held now, and how many of them keep an open fd. */
+      files: number
+      fds: number
+    }
+    /** File ranges not in the page cache, read in on the thread pool before sendfile. */
+    cold: { reads: number, bytes: number }
   }
 
   export interface ZeroCopyDecorator {
