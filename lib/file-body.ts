@@ -24,7 +24,7 @@ export interface FileBodyJob {
   reply: FastifyReply
   fd: number
   /** Gives the fd back (closes it, or returns it to the open-file cache). */
-  release: { release (): void }
+  release: { release (): void, invalidate (cause: 'changed'): void }
   filePath: string
   /** File offsets of the body: [start, end). */
   start: number
@@ -175,6 +175,7 @@ export class FileBody extends Readable {
         // The file shrank under us: end the connection short; we never pad.
         this.settled = true
         this.job.stats.truncations++
+        this.job.release.invalidate('changed')
         this.job.reply.log.error({ file: this.job.filePath, sent: this.position - this.job.start, expected: this.job.end - this.job.start },
           'fastify-zero-copy: file truncated during send, connection closed')
         this.destroy(new Error('file truncated during send'))

@@ -31,7 +31,16 @@ const ZERO_STATS = {
     finishedInGrace: 0,
     aborted: 0,
     integrityUnverified: 0
-  }
+  },
+  cache: {
+    hits: 0,
+    misses: 0,
+    invalidations: { lease: 0, changed: 0, replaced: 0, removed: 0 },
+    evictions: 0,
+    files: 0,
+    fds: 0
+  },
+  cold: { reads: 0, bytes: 0 }
 }
 
 function runNode (args, env = {}) {
