@@ -2,10 +2,12 @@
 // return; per-call options go through the same schema plus start/end/filename.
 import path from 'node:path'
 import fs from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import Ajv, { ErrorObject } from 'ajv'
 import type { FastifyZeroCopyOptions, SendFileZeroCopyOptions } from '../types/index'
 import { FST_ZEROCOPY_INVALID_OPTION } from './errors'
 import { cacheControlValue } from './cache-control'
+import { serveSchemaProperties, anyOfMessages, checkServeValues, resolveServeOptions, type ServeOptions } from './serve-options'
 
 const fileResponseProperties = {
   root: { type: 'string', minLength: 1 },
@@ -43,7 +45,15 @@ const pluginSchema = {
         }
       ]
     },
-    serve: { type: 'boolean' }
+    serve: { type: 'boolean' },
+    // With serve: true, root may list several folders (lib/serve-options.ts).
+    root: {
+      anyOf: [
+        fileResponseProperties.root,
+        { type: 'array', items: fileResponseProperties.root }
+      ]
+    },
+    ...serveSchemaProperties
   },
   additionalProperties: false
 }
@@ -88,6 +98,8 @@ export interface ResolvedOptions {
   cache: CacheOptions | false
   /** Register GET/HEAD routes that serve `root` (static-serving mode). */
   serve: boolean
+  /** With serve: true, the serve-mode options (root is then serveOptions.roots[0]); null otherwise. */
+  serveOptions: ServeOptions | null
 }
 
 export interface CacheOptions { maxFiles: number, maxFds: number, validateMs: number }
@@ -114,11 +126,13 @@ export const defaults: ResolvedOptions = {
   // nginx's open_file_cache examples use max=1000; a hot set beyond that
   // keeps its metadata without holding fds.
   cache: { maxFiles: 10000, maxFds: 1000, validateMs: 1000 },
-  serve: false
+  serve: false,
+  serveOptions: null
 }
 
 function anyOfMessage (name: string): string {
   if (name === 'cache') return 'must be false or { maxFiles?, maxFds?, validateMs? } with non-negative integers'
+  if (name in anyOfMessages) return anyOfMessages[name]
   return 'must be a non-negative integer (ms) or a duration string such as "1d"'
 }
 
@@ -179,11 +193,34 @@ function resolve (base: ResolvedOptions, given: AnyOptions): ResolvedOptions {
   return merged
 }
 
+// @fastify/static accepts file: URLs as roots; so do we (as their paths).
+function fileUrlRoots (options: unknown): unknown {
+  const root = (options as { root?: unknown } | null)?.root
+  const isFileUrl = (r: unknown): r is URL => r instanceof URL && r.protocol === 'file:'
+  if (!(isFileUrl(root) || (Array.isArray(root) && root.some(isFileUrl)))) return options
+  const toPath = (r: unknown): unknown => isFileUrl(r) ? fileURLToPath(r) : r
+  return { ...(options as object), root: Array.isArray(root) ? root.map(toPath) : toPath(root) }
+}
+
 /** Validates plugin options; returns the resolved options or the error to throw. */
 export function resolvePluginOptions (options: unknown): ResolvedOptions | Error {
-  const o = options ?? {}
+  const o = fileUrlRoots(options ?? {})
   if (!validatePluginOptions(o)) return optionError(validatePluginOptions.errors)
-  return checkValues(o as FastifyZeroCopyOptions, true) ?? resolve(defaults, o as FastifyZeroCopyOptions)
+  const raw = o as Record<string, unknown>
+  const serveError = checkServeValues(raw)
+  if (serveError !== null) return serveError
+  // What serve mode keeps for itself stays out of the per-response options.
+  const serveOptions = raw.serve === true ? resolveServeOptions(raw) : null
+  const fileOptions: Record<string, unknown> = {}
+  for (const key in raw) {
+    if (!(key in serveSchemaProperties)) fileOptions[key] = raw[key]
+  }
+  if (Array.isArray(raw.root)) fileOptions.root = (raw.root as string[])[0]
+  const error = checkValues(fileOptions as FastifyZeroCopyOptions, true)
+  if (error !== null) return error
+  const resolved = resolve(defaults, fileOptions as FastifyZeroCopyOptions)
+  resolved.serveOptions = serveOptions
+  return resolved
 }
 
 /** Validates per-call options over the plugin's; returns them or the error. */
