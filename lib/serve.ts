@@ -1,10 +1,534 @@
-// Static-serving mode (option `serve: true`): GET and HEAD routes like
-// @fastify/static's, served through the plugin's request flow.
-import type { FastifyInstance } from 'fastify'
-import type { ServeCore } from './serve-core'
+// Static-serving mode (option `serve: true`): GET and HEAD routes, and
+// reply.sendFile / reply.download, like @fastify/static's, served through
+// the plugin's request flow (lib/serve-core.ts), so every body goes out
+// with sendfile(2) where the connection allows it.
+//
+// How a URL becomes a file follows @fastify/static 10 step by step (its
+// index.js and @fastify/send), so an app can switch by changing the
+// import and adding `serve: true`. The differences are deliberate and
+// listed in README ("Serve mode: differences from @fastify/static"); the
+// ones decided here are marked "Deviation:".
+import fs from 'node:fs'
+import path from 'node:path'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
+import type { ServeCore, FileRef, RespondExtras } from './serve-core'
+import type { ResolvedOptions } from './options'
+import type { ServeOptions } from './serve-options'
+import { resolveRequestPath } from './resolve-path'
+import { acceptableCodings, PRECOMPRESSED_CODINGS } from './accept-encoding'
+import { FST_ZEROCOPY_BAD_PATH, FST_ZEROCOPY_FORBIDDEN, FST_ZEROCOPY_INVALID_OPTION, FST_ZEROCOPY_NO_ROOT, httpErrorForOpen } from './errors'
+
+const CODINGS = PRECOMPRESSED_CODINGS.map((c) => c.coding)
+const SUFFIX = new Map(PRECOMPRESSED_CODINGS.map((c) => [c.coding, c.suffix]))
+
+// A `..` segment anywhere, and one at the start (which normalization
+// refuses on its own), as @fastify/static tells them apart.
+const dotDotSegment = /(?:^|[\\/])\.\.(?:[\\/]|$)/
+const leadingDotDotSegment = /^\/?\.\.(?:[\\/]|$)/
+const encodedHashOrQuestionMark = /%(?:23|3f)/gi
+
+/** What one request looks for: the merged options, and serve mode's own. */
+interface Lookup {
+  core: ServeCore
+  serve: ServeOptions
+  options: ResolvedOptions
+  roots: string[]
+  index: string[]
+  extensions: string[]
+}
+
+/** What looking for one path in one root found (send's result, in short). */
+type Found =
+  | { kind: 'file', ref: FileRef, relative: string }
+  | { kind: 'directory' }
+  /** `code` is the system error's, when there was one: ENOENT moves on to the next coding or root. */
+  | { kind: 'error', status: number, code?: string, error?: Error }
 
 export function registerStaticRoutes (fastify: FastifyInstance, core: ServeCore): void {
-  void fastify
-  void core
-  throw new Error('serve: true is not implemented yet')
+  const serve = core.options.serveOptions
+  if (serve === null) throw new FST_ZEROCOPY_INVALID_OPTION('serve', 'serve-mode options are missing')
+  const base: Lookup = {
+    core, serve, options: core.options, roots: serve.roots, index: serve.index, extensions: serve.extensions
+  }
+
+  if (serve.decorateReply) decorateReply(fastify, base)
+
+  let prefix = serve.prefix
+  if (!serve.prefixAvoidTrailingSlash && !prefix.endsWith('/')) prefix += '/'
+  // `schema.hide` is read by @fastify/swagger, not by Fastify's types.
+  const routeOptions: Partial<RouteOptions> = { schema: { hide: serve.schemaHide } as RouteOptions['schema'] }
+  if (serve.constraints !== undefined) routeOptions.constraints = serve.constraints
+  if (serve.logLevel !== undefined) routeOptions.logLevel = serve.logLevel as RouteOptions['logLevel']
+
+  if (serve.wildcard) {
+    let matchPrefix: PrefixMatcher | undefined
+    fastify.route({
+      ...routeOptions,
+      method: ['HEAD', 'GET'],
+      url: prefix + '*',
+      handler (request, reply) {
+        matchPrefix ??= prefixMatcher(request.routeOptions.url ?? prefix + '*')
+        const pathname = pathnameOf(request.raw.url ?? '/', matchPrefix)
+        if (pathname === null) return reply.send(new FST_ZEROCOPY_FORBIDDEN())
+        if (pathname === undefined) return reply.callNotFound()
+        lookUp(request, reply, pathname, base)
+        return reply
+      }
+    })
+    if (serve.redirect && prefix !== serve.prefix) {
+      fastify.get(serve.prefix, routeOptions, (request, reply) => reply.redirect(redirectUrl(request.raw.url ?? '/'), 301))
+    }
+  } else {
+    registerFileRoutes(fastify, base, prefix, routeOptions)
+  }
+}
+
+// --- reply.sendFile and reply.download (@fastify/static's signatures) -------
+
+interface CallOptions extends Record<string, unknown> { root?: string, index?: unknown, extensions?: unknown }
+
+function decorateReply (fastify: FastifyInstance, base: Lookup): void {
+  fastify.decorateReply('sendFile', function (this: FastifyReply, filePath: string, rootPath?: string | CallOptions, options?: CallOptions) {
+    const opts = typeof rootPath === 'object' && rootPath !== null ? rootPath : options
+    const root = typeof rootPath === 'string' ? rootPath : opts?.root
+    sendWithCallOptions(this, filePath, root, opts, undefined, base)
+    return this
+  })
+  fastify.decorateReply('download', function (this: FastifyReply, filePath: string, fileName?: string | CallOptions, options?: CallOptions) {
+    const opts = typeof fileName === 'object' && fileName !== null ? fileName : options
+    // Named by the last segment, as path.basename does ('docs/' is 'docs').
+    const name = path.basename(typeof fileName === 'string' ? fileName : String(filePath)) || 'download'
+    sendWithCallOptions(this, filePath, opts?.root, opts, name, base)
+    return this
+  })
+}
+
+function sendWithCallOptions (reply: FastifyReply, filePath: string, root: string | undefined, given: CallOptions | undefined,
+  filename: string | undefined, base: Lookup): void {
+  if (typeof filePath !== 'string') {
+    reply.send(new FST_ZEROCOPY_BAD_PATH())
+    return
+  }
+  // index and extensions are serve mode's; the rest are sendFileZeroCopy's
+  // per-call options, validated the same way. serveDotFiles is accepted
+  // and, as in @fastify/static's send, has no effect here.
+  const { index, extensions, serveDotFiles, root: _root, ...rest } = given ?? {}
+  const callOptions: Record<string, unknown> = { ...rest }
+  if (root !== undefined) callOptions.root = root
+  if (filename !== undefined) callOptions.filename = filename
+  const listError = checkList('index', index, true) ?? checkList('extensions', extensions, false)
+  if (listError !== null || (serveDotFiles !== undefined && typeof serveDotFiles !== 'boolean')) {
+    reply.send(listError ?? new FST_ZEROCOPY_INVALID_OPTION('serveDotFiles', 'must be boolean'))
+    return
+  }
+  const options = Object.keys(callOptions).length === 0 ? base.options : base.core.callOptions(callOptions)
+  if (options instanceof Error) {
+    reply.send(options)
+    return
+  }
+  const lookup: Lookup = {
+    ...base,
+    options,
+    roots: root !== undefined ? [options.root as string] : base.roots,
+    index: index === undefined ? base.index : toList(index),
+    extensions: extensions === undefined ? base.extensions : toList(extensions)
+  }
+  lookUp(reply.request, reply, filePath, lookup)
+}
+
+function checkList (name: string, value: unknown, falseAllowed: boolean): Error | null {
+  if (value === undefined || (falseAllowed && value === false) || (typeof value === 'string' && value !== '')) return null
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string' && v !== '')) return null
+  return new FST_ZEROCOPY_INVALID_OPTION(name, falseAllowed ? 'must be a file name, an array of file names, or false' : 'must be an extension or an array of extensions')
+}
+
+function toList (value: unknown): string[] {
+  if (value === false) return []
+  return typeof value === 'string' ? [value] : [...(value as string[])]
+}
+
+// --- from a path to a response ---------------------------------------------
+
+/** Serves `pathname` (decoded; from the URL or a sendFile call) from the lookup's roots. */
+function lookUp (request: FastifyRequest, reply: FastifyReply, pathname: string, lookup: Lookup): void {
+  // @fastify/send refuses a leading `..` itself but normalizes others away
+  // first; and a non-canonical spelling (`//`, `/./`, a trailing `/.`)
+  // could slip past a more specific route that guards the canonical one.
+  if (dotDotSegment.test(pathname) && !leadingDotDotSegment.test(pathname)) {
+    reply.send(new FST_ZEROCOPY_FORBIDDEN())
+    return
+  }
+  if (isNonCanonical(pathname)) {
+    reply.send(new FST_ZEROCOPY_FORBIDDEN())
+    return
+  }
+  lookup.core.whenTurn(reply, () => attempt(request, reply, pathname, 0, null, lookup))
+}
+
+/**
+ * One step of @fastify/static's pumpSendToReply: the next coding the
+ * client accepts (`tried` holds those whose file was missing), else the
+ * file itself, in roots[rootIndex]; a miss moves on to the next root.
+ */
+function attempt (request: FastifyRequest, reply: FastifyReply, pathname: string, rootIndex: number,
+  tried: Set<string> | null, lookup: Lookup): void {
+  const { serve, roots } = lookup
+  const root = roots[rootIndex]
+  const requested = normalizePathname(pathname)
+  if (serve.allowedPath !== undefined && !serve.allowedPath(requested, root, request)) {
+    reply.callNotFound()
+    return
+  }
+
+  let coding: string | undefined
+  let candidate = pathname
+  let logical = pathname
+  if (serve.preCompressed) {
+    tried ??= new Set()
+    const untried = tried
+    coding = acceptableCodings(request.headers['accept-encoding'], CODINGS).find((c) => !untried.has(c))
+    if (coding !== undefined) {
+      if (pathname.endsWith('/')) {
+        const indexName = findIndex(pathname, root, lookup)
+        if (indexName === undefined) {
+          reply.callNotFound()
+          return
+        }
+        logical = pathname + indexName
+      }
+      candidate = logical + SUFFIX.get(coding)!
+    }
+  }
+
+  const found = find(candidate, root, lookup, coding === undefined)
+  switch (found.kind) {
+    case 'file': {
+      // The final file may differ from the request (an index, an
+      // extension): allowedPath sees that one too, under its logical name.
+      const selected = coding === undefined ? found.relative : found.relative.slice(0, -SUFFIX.get(coding)!.length)
+      const final = requested.startsWith('/') ? '/' + selected : selected
+      if (serve.allowedPath !== undefined && final !== requested && !serve.allowedPath(final, root, request)) {
+        found.ref.release()
+        reply.callNotFound()
+        return
+      }
+      respond(reply, found.ref, found.relative, root, coding, logical, lookup)
+      return
+    }
+    case 'directory':
+      if (serve.redirect) {
+        reply.redirect(redirectUrl(request.raw.url ?? '/'), 301)
+      } else if (!pathname.endsWith('/') && findIndex(pathname, root, lookup) !== undefined) {
+        // A folder named without its slash, with an index: served as if it
+        // had one (no redirect), starting again from the first root.
+        attempt(request, reply, pathname + '/', 0, tried, lookup)
+      } else {
+        reply.callNotFound()
+      }
+      return
+    case 'error':
+      if (found.code === 'ENOENT') {
+        if (coding !== undefined) {
+          if (!serve.redirect && !pathname.endsWith('/') && findIndex(pathname, root, lookup) !== undefined) {
+            attempt(request, reply, pathname + '/', 0, tried, lookup)
+            return
+          }
+          tried!.add(coding)
+          attempt(request, reply, pathname, rootIndex, tried, lookup)
+          return
+        }
+        if (rootIndex < roots.length - 1) {
+          attempt(request, reply, pathname, rootIndex + 1, null, lookup)
+          return
+        }
+        reply.callNotFound()
+        return
+      }
+      if (found.status === 404) {
+        reply.callNotFound()
+        return
+      }
+      reply.send(found.error ?? new FST_ZEROCOPY_FORBIDDEN())
+  }
+}
+
+/** What @fastify/send finds for `candidate` under `root`: a file (opened), a folder, or an error. */
+function find (candidate: string, root: string, lookup: Lookup, useIndex: boolean): Found {
+  const { core, options } = lookup
+  const resolved = resolveRequestPath(candidate, root, options.dotfiles)
+  if (resolved.kind === 'refused') {
+    switch (resolved.status) {
+      case 400: return { kind: 'error', status: 400, error: new FST_ZEROCOPY_BAD_PATH() }
+      case 403: return { kind: 'error', status: 403, error: new FST_ZEROCOPY_FORBIDDEN() }
+      case 404: return { kind: 'error', status: 404 }
+      case 500: return { kind: 'error', status: 500, error: new FST_ZEROCOPY_NO_ROOT(candidate) }
+    }
+  }
+
+  // A folder URL: its first index file that is a file.
+  if (useIndex && lookup.index.length > 0 && candidate.endsWith('/')) {
+    let lastError: Error | undefined
+    for (const name of lookup.index) {
+      const opened = open(candidate + name, root, lookup)
+      if (opened instanceof Error) {
+        lastError = opened
+        continue
+      }
+      if (opened.ref.file.isFile) return { kind: 'file', ref: opened.ref, relative: opened.relative }
+      opened.ref.release()
+    }
+    return lastError !== undefined ? openError(lastError) : { kind: 'error', status: 404 }
+  }
+
+  const opened = open(candidate, root, lookup)
+  if (opened instanceof Error) {
+    const code = (opened as { code?: string }).code
+    // A missing name without an extension: try the configured ones.
+    if (code === 'ENOENT' && lookup.extensions.length > 0 && path.posix.extname(candidate) === '' && !candidate.endsWith('/')) {
+      let lastError: Error | undefined
+      for (const extension of lookup.extensions) {
+        const withExtension = open(`${candidate}.${extension}`, root, lookup)
+        if (withExtension instanceof Error) {
+          lastError = withExtension
+          continue
+        }
+        if (withExtension.ref.file.isFile) return { kind: 'file', ref: withExtension.ref, relative: withExtension.relative }
+        withExtension.ref.release()
+        lastError = undefined
+      }
+      return lastError !== undefined ? openError(lastError) : { kind: 'error', status: 404 }
+    }
+    return openError(opened)
+  }
+  const { file } = opened.ref
+  if (file.isFile) return { kind: 'file', ref: opened.ref, relative: opened.relative }
+  opened.ref.release()
+  if (file.isDirectory) {
+    // send answers 403 for a folder URL it could not serve an index for.
+    return candidate.endsWith('/') ? { kind: 'error', status: 403, error: new FST_ZEROCOPY_FORBIDDEN() } : { kind: 'directory' }
+  }
+  // Deviation: FIFOs, sockets and devices are not served (send would
+  // stream a FIFO and hang); like a missing file, they get the 404 handler.
+  return { kind: 'error', status: 404 }
+}
+
+/** Opens `candidate` under `root` through the core (and its cache); an Error (Node-shaped) when it cannot. */
+function open (candidate: string, root: string, lookup: Lookup): { ref: FileRef, relative: string } | Error {
+  const resolved = resolveRequestPath(candidate, root, lookup.options.dotfiles)
+  if (resolved.kind === 'refused') return Object.assign(new Error(resolved.reason), { code: 'ENOENT' })
+  if (resolved.kind !== 'beneath') return Object.assign(new Error('no root'), { code: 'ENOENT' })
+  try {
+    return { ref: lookup.core.open(resolved, lookup.options), relative: resolved.relative }
+  } catch (err) {
+    return err as Error
+  }
+}
+
+// Missing (ENOENT, ENOTDIR, ENAMETOOLONG, and our other 404s) goes to the
+// 404 handler like in @fastify/static; only ENOENT tries the next root.
+// Deviation: other errors keep this plugin's mapping (403 for EACCES and
+// for a symlink out of root, 503 for EMFILE) instead of send's 500.
+function openError (err: Error): Found {
+  const code = (err as { code?: string }).code
+  const httpError = httpErrorForOpen(err)
+  const status = (httpError as { statusCode?: number }).statusCode ?? 500
+  if (status === 404) return { kind: 'error', status: 404, code }
+  return { kind: 'error', status, code, error: httpError }
+}
+
+/** The first index name under the folder `pathname` that is a file (not a folder). */
+function findIndex (pathname: string, root: string, lookup: Lookup): string | undefined {
+  const folder = pathname.endsWith('/') ? pathname : pathname + '/'
+  for (const name of lookup.index) {
+    const opened = open(folder + name, root, lookup)
+    if (opened instanceof Error) continue
+    const isFolder = opened.ref.file.isDirectory
+    opened.ref.release()
+    if (!isFolder) return name
+  }
+  return undefined
+}
+
+function respond (reply: FastifyReply, ref: FileRef, relative: string, root: string, coding: string | undefined,
+  logical: string, lookup: Lookup): void {
+  const { serve, core, options } = lookup
+  const extras: RespondExtras = {}
+  if (coding !== undefined) {
+    // Typed as the file it encodes: app.js.br is application/javascript.
+    extras.typePath = logical
+    extras.headers = { 'content-encoding': coding }
+  }
+  if (serve.setHeaders !== undefined || serve.preCompressed) {
+    const setHeaders = serve.setHeaders
+    extras.beforeHeaders = (file) => {
+      if (setHeaders !== undefined) setHeaders(reply, path.join(root, relative), statsOf(file.fd, path.join(root, relative)))
+      // The variant depends on Accept-Encoding, even when it is the file
+      // itself: a shared cache must not hand it to every client.
+      if (serve.preCompressed) addVaryAcceptEncoding(reply)
+    }
+  }
+  core.respond(reply, ref, relative, options, extras)
+}
+
+// setHeaders gets an fs.Stats, as with @fastify/static: of the very file
+// being sent (fstat of its fd), so it cannot describe another one.
+function statsOf (fd: number, fullPath: string): fs.Stats {
+  return fd >= 0 ? fs.fstatSync(fd) : fs.statSync(fullPath)
+}
+
+function addVaryAcceptEncoding (reply: FastifyReply): void {
+  const current = reply.getHeader('vary')
+  if (current === undefined) {
+    reply.header('vary', 'accept-encoding')
+    return
+  }
+  const value = Array.isArray(current) ? current.join(', ') : String(current)
+  for (const token of value.split(',')) {
+    const name = token.trim().toLowerCase()
+    if (name === 'accept-encoding' || name === '*') return
+  }
+  reply.header('vary', value + ', accept-encoding')
+}
+
+// --- URLs -------------------------------------------------------------------
+
+type PrefixMatcher = (url: string, end: number) => number | undefined
+
+/** Length of the route prefix (with `:params` matching one segment each) at the start of url[0, end). */
+function prefixMatcher (route: string): PrefixMatcher {
+  const routePrefix = route.replace(/\*$/, '')
+  if (routePrefix === '/') return () => 0
+  if (!routePrefix.includes(':')) {
+    return (url, end) => routePrefix.length <= end && url.startsWith(routePrefix) ? routePrefix.length : undefined
+  }
+  const tokens = routePrefix.split(/(:[^/]*)/).filter((t) => t !== '')
+  return (url, end) => {
+    let at = 0
+    for (const token of tokens) {
+      if (token.startsWith(':')) {
+        const slash = url.indexOf('/', at)
+        const next = slash === -1 || slash > end ? end : slash
+        if (next === at) return undefined
+        at = next
+      } else {
+        if (at + token.length > end || !url.startsWith(token, at)) return undefined
+        at += token.length
+      }
+    }
+    return at
+  }
+}
+
+/**
+ * The decoded path below the prefix; null for a path to refuse (`..`,
+ * non-canonical), undefined when it does not match or cannot be decoded.
+ */
+function pathnameOf (url: string, matchPrefix: PrefixMatcher): string | null | undefined {
+  const question = url.indexOf('?')
+  const end = question === -1 ? url.length : question
+  const prefixLength = matchPrefix(url, end)
+  if (prefixLength === undefined) return undefined
+  let pathname = url.slice(prefixLength, end)
+  if (pathname === '') pathname = '/'
+  else if (!pathname.startsWith('/')) pathname = '/' + pathname
+  try {
+    const decodedUrl = decodePathname(url.slice(0, end))
+    const decoded = decodePathname(pathname)
+    // The whole URL: a route parameter in the prefix may have eaten a `..`.
+    if (dotDotSegment.test(decodedUrl) && !leadingDotDotSegment.test(decoded)) return null
+    if (isNonCanonical(decoded) || isNonCanonical(decodedUrl)) return null
+    // @fastify/static refuses a null byte here too (its spelling check
+    // cannot stat the name): 403 rather than send's 400.
+    if (decoded.includes('\0')) return null
+    return decoded
+  } catch {
+    return undefined
+  }
+}
+
+// decodeURI keeps reserved characters encoded (%2F stays %2F, so it can
+// never become a separator) but would also keep `#` and `?`, which files
+// may be named with: those two are decoded first.
+function decodePathname (pathname: string): string {
+  return decodeURI(pathname.replace(encodedHashOrQuestionMark, decodeURIComponent))
+}
+
+function isNonCanonical (pathname: string): boolean {
+  if (pathname.length === 0) return false
+  if (pathname.includes('\\')) return true
+  return path.posix.normalize(pathname) !== pathname
+}
+
+function normalizePathname (pathname: string): string {
+  return pathname.startsWith('/') ? path.posix.normalize(pathname) : pathname
+}
+
+/** The URL of the folder with its slash; leading slashes and backslashes collapse to one (no open redirect). */
+function redirectUrl (url: string): string {
+  let i = 0
+  while (i < url.length && (url[i] === '/' || url[i] === '\\')) i++
+  const parsed = new URL('/' + url.slice(i), 'http://localhost/')
+  return parsed.pathname + (parsed.pathname.endsWith('/') ? '' : '/') + parsed.search
+}
+
+// --- wildcard: false: one route per file found at registration --------------
+
+function registerFileRoutes (fastify: FastifyInstance, base: Lookup, prefix: string, routeOptions: Partial<RouteOptions>): void {
+  const { serve } = base
+  const indexNames = new Set(serve.index)
+  const indexDirs = new Map<string, string>()
+  const routes = new Set<string>()
+  const route = (url: string, file: string, root: string): void => {
+    fastify.route({
+      ...routeOptions,
+      method: ['HEAD', 'GET'],
+      url,
+      handler (request, reply) {
+        lookUp(request, reply, file, { ...base, roots: [root] })
+        return reply
+      }
+    })
+  }
+  for (const root of serve.roots) {
+    for (const file of filesUnder(root, serve.serveDotFiles)) {
+      const url = prefix + file
+      if (routes.has(url)) continue
+      routes.add(url)
+      route(url, '/' + file, root)
+      const dir = path.posix.dirname(url)
+      if (indexNames.has(path.posix.basename(url)) && !indexDirs.has(dir)) indexDirs.set(dir, root)
+    }
+  }
+  for (const [dir, root] of indexDirs) {
+    const folderUrl = dir.endsWith('/') ? dir : dir + '/'
+    const file = '/' + folderUrl.slice(prefix.length)
+    route(folderUrl, file, root)
+    if (serve.redirect && folderUrl.length > 1) route(folderUrl.slice(0, -1), file.slice(0, -1), root)
+  }
+}
+
+/** Files under root (relative, '/'-separated), following symlinks like glob's `follow: true`, each real folder once. */
+function filesUnder (root: string, dot: boolean): string[] {
+  const files: string[] = []
+  const seen = new Set<string>()
+  const walk = (dir: string, relative: string): void => {
+    let real: fs.Stats
+    try { real = fs.statSync(dir) } catch { return }
+    const key = `${real.dev}:${real.ino}`
+    if (seen.has(key)) return
+    seen.add(key)
+    let names: string[]
+    try { names = fs.readdirSync(dir).sort() } catch { return }
+    for (const name of names) {
+      if (!dot && name.startsWith('.')) continue
+      const full = path.join(dir, name)
+      let st: fs.Stats
+      try { st = fs.statSync(full) } catch { continue }
+      const rel = relative === '' ? name : relative + '/' + name
+      if (st.isDirectory()) walk(full, rel)
+      else files.push(rel)
+    }
+  }
+  walk(root, '')
+  return files
 }
