@@ -14,6 +14,7 @@ import { native } from './lib/native'
 import { newStats, snapshot, type FallbackReason } from './lib/stats'
 import { socketFallback } from './lib/sendfile-transport'
 import { FileBody } from './lib/file-body'
+import { payloadIsOursAlone } from './lib/fastify-internals'
 import { LeaseLog, LEASE_STALE, LEASE_NO_ADDON, refusalReason } from './lib/lease'
 import {
   FST_ZEROCOPY_BAD_PATH, FST_ZEROCOPY_FORBIDDEN, FST_ZEROCOPY_NOT_FOUND, FST_ZEROCOPY_NO_ROOT, FST_ZEROCOPY_LEASE_UNAVAILABLE,
@@ -181,11 +182,21 @@ function respond (reply: FastifyReply, state: PluginState, ref: OpenFileRef, dis
   // pipes it into the response, where it takes the zero-copy path if the
   // connection allows it (lib/file-body.ts).
   setPlannedHeaders(reply, plan, extras)
-  reply.send(new FileBody({
+  const fallback = fallbackReason(reply, options)
+  const body = new FileBody({
     reply, fd: file.fd, release: ref, filePath: displayPath, start: plan.start, end: plan.end,
-    sendTimeout: options.sendTimeout, stats: state.stats, fallback: fallbackReason(reply, options),
-    lease, leaseLog: state.leaseLog
-  }))
+    sendTimeout: options.sendTimeout, stats: state.stats, fallback, lease, leaseLog: state.leaseLog
+  })
+  // Nothing could see or change the payload on its way (no onSend hook, no
+  // trailers): skip the stream-payload machinery, which costs about as much
+  // as the rest of a small response. onResponse hooks and the request log
+  // still run: Fastify watches the response's end for them.
+  if (fallback === null && reply.raw.socket !== null && payloadIsOursAlone(reply)) {
+    reply.hijack()
+    body.sendDirect(reply.getHeaders(), reply.statusCode)
+    return
+  }
+  reply.send(body)
 }
 
 // A plain GET/HEAD of a cached file (no conditional, no Range, no app

@@ -68,6 +68,8 @@ export class FileBody extends Readable {
   settled = false
   private reading = false
   private piped = false
+  /** Sent without reply.send (no onSend hook could see it): we own the response's end. */
+  private direct = false
   private pendingDestroy: (() => void) | null = null
   private stallTimer: NodeJS.Timeout | null = null
   private readonly connection: Socket | null
@@ -87,6 +89,12 @@ export class FileBody extends Readable {
   }
 
   private readonly onResponseEnd = (): void => {
+    // Nobody else watches a direct response: it ended (done, or the
+    // client went away), so nothing more is sent.
+    if (this.direct) {
+      this.destroy()
+      return
+    }
     if (this.piped) return
     this.settled = true
     this.job.stats.fallbacks.replaced++
@@ -105,6 +113,21 @@ export class FileBody extends Readable {
     // Into another stream (a hook's compression, say), or with trailers.
     this.useWrite(this.job.fallback ?? 'piped')
     return super.pipe(destination, options)
+  }
+
+  /**
+   * Sends on a hijacked reply: the headers Fastify holds go onto the
+   * response and the body straight to sendfile, without the stream-payload
+   * path (two end-of-stream watchers and a pipe per response). Only when
+   * sendfile can be used and no onSend hook or trailer needs the payload.
+   */
+  sendDirect (headers: Record<string, unknown>, status: number): void {
+    const res = this.job.reply.raw as http.ServerResponse
+    this.piped = true
+    this.direct = true
+    res.statusCode = status
+    for (const name in headers) res.setHeader(name, headers[name] as string)
+    sendWithSendfile(this, res)
   }
 
   /** Carry on with reads and writes: from the start, or after sendfile refused. */
