@@ -42,3 +42,41 @@ test('write-based fallback: a client that takes nothing is dropped after sendTim
   assert.ok(r === undefined || r.received < r.length, 'the body was cut short')
   assert.equal(app.zeroCopy.stats().responses.write, 1)
 })
+
+test('no onSend hook: the body skips the stream payload, yet onResponse hooks, the request log and headers set in the handler are all there', async (t) => {
+  const { Writable } = require('node:stream')
+  const lines = []
+  const stream = new Writable({ write (chunk, _enc, cb) { lines.push(...chunk.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l))); cb() } })
+  const seen = []
+  const app = await startServer(t, {}, {
+    fastifyOptions: { logger: { level: 'info', stream } },
+    route (app) {
+      app.addHook('onResponse', async (req, reply) => { seen.push({ status: reply.statusCode, transport: reply.zeroCopyTransport }) })
+      app.get('/*', (req, reply) => reply.header('x-handler', 'kept').sendFileZeroCopy(req.params['*']))
+    }
+  })
+  const res = await fetch(`http://127.0.0.1:${app.server.address().port}/4k.bin`)
+  assert.equal(res.status, 200)
+  assert.equal(res.headers.get('x-handler'), 'kept')
+  assert.equal(res.headers.get('content-length'), '4096')
+  assert.equal((await res.arrayBuffer()).byteLength, 4096)
+  assert.ok(await eventually(() => seen.length === 1), 'onResponse ran')
+  assert.deepEqual(seen[0], { status: 200, transport: 'sendfile' })
+  assert.ok(await eventually(() => lines.some((l) => l.msg === 'request completed' && l.res.statusCode === 200)), 'request logged')
+})
+
+test('an onSend hook that keeps the payload sees the file body and its headers (stream path), sendfile still used', async (t) => {
+  const app = await startServer(t, {}, {
+    route (app) {
+      app.addHook('onSend', async (req, reply, payload) => {
+        reply.header('x-on-send', typeof payload.pipe === 'function' ? 'stream' : typeof payload)
+        return payload
+      })
+      app.get('/*', (req, reply) => reply.sendFileZeroCopy(req.params['*']))
+    }
+  })
+  const res = await fetch(`http://127.0.0.1:${app.server.address().port}/4k.bin`)
+  assert.equal(res.headers.get('x-on-send'), 'stream')
+  assert.equal((await res.arrayBuffer()).byteLength, 4096)
+  assert.equal(app.zeroCopy.stats().responses.sendfile, 1)
+})
