@@ -4,7 +4,7 @@ import path from 'node:path'
 import fs from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import Ajv, { ErrorObject } from 'ajv'
-import type { FastifyZeroCopyOptions, SendFileZeroCopyOptions } from '../types/index'
+import type { PluginOptions, SendFileZeroCopyOptions } from '../types/index'
 import { FST_ZEROCOPY_INVALID_OPTION } from './errors'
 import { cacheControlValue } from './cache-control'
 import { serveSchemaProperties, anyOfMessages, checkServeValues, resolveServeOptions, type ServeOptions } from './serve-options'
@@ -177,7 +177,7 @@ function checkValues (o: Partial<SendFileZeroCopyOptions>, atRegistration: boole
   return null
 }
 
-type AnyOptions = Partial<FastifyZeroCopyOptions & SendFileZeroCopyOptions>
+type AnyOptions = Partial<PluginOptions & SendFileZeroCopyOptions>
 
 function resolve (base: ResolvedOptions, given: AnyOptions): ResolvedOptions {
   // `{ start: undefined }` means "not given", as the optional types say.
@@ -216,9 +216,9 @@ export function resolvePluginOptions (options: unknown): ResolvedOptions | Error
     if (!(key in serveSchemaProperties)) fileOptions[key] = raw[key]
   }
   if (Array.isArray(raw.root)) fileOptions.root = (raw.root as string[])[0]
-  const error = checkValues(fileOptions as FastifyZeroCopyOptions, true)
+  const error = checkValues(fileOptions as PluginOptions, true)
   if (error !== null) return error
-  const resolved = resolve(defaults, fileOptions as FastifyZeroCopyOptions)
+  const resolved = resolve(defaults, fileOptions as PluginOptions)
   resolved.serveOptions = serveOptions
   return resolved
 }

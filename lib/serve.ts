@@ -14,6 +14,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from
 import type { ServeCore, FileRef, RespondExtras } from './serve-core'
 import type { ResolvedOptions } from './options'
 import type { ServeOptions } from './serve-options'
+import type { SendFileOptions } from '../types/index'
 import { resolveRequestPath } from './resolve-path'
 import { acceptableCodings, PRECOMPRESSED_CODINGS } from './accept-encoding'
 import { FST_ZEROCOPY_BAD_PATH, FST_ZEROCOPY_FORBIDDEN, FST_ZEROCOPY_INVALID_OPTION, FST_ZEROCOPY_NO_ROOT, httpErrorForOpen } from './errors'
@@ -85,17 +86,17 @@ export function registerStaticRoutes (fastify: FastifyInstance, core: ServeCore)
 
 // --- reply.sendFile and reply.download (@fastify/static's signatures) -------
 
-interface CallOptions extends Record<string, unknown> { root?: string, index?: unknown, extensions?: unknown }
+type CallOptions = Record<string, unknown> & { root?: string }
 
 function decorateReply (fastify: FastifyInstance, base: Lookup): void {
-  fastify.decorateReply('sendFile', function (this: FastifyReply, filePath: string, rootPath?: string | CallOptions, options?: CallOptions) {
-    const opts = typeof rootPath === 'object' && rootPath !== null ? rootPath : options
+  fastify.decorateReply('sendFile', function (this: FastifyReply, filePath: string, rootPath?: string | SendFileOptions, options?: SendFileOptions) {
+    const opts = (typeof rootPath === 'object' && rootPath !== null ? rootPath : options) as CallOptions | undefined
     const root = typeof rootPath === 'string' ? rootPath : opts?.root
     sendWithCallOptions(this, filePath, root, opts, undefined, base)
     return this
   })
-  fastify.decorateReply('download', function (this: FastifyReply, filePath: string, fileName?: string | CallOptions, options?: CallOptions) {
-    const opts = typeof fileName === 'object' && fileName !== null ? fileName : options
+  fastify.decorateReply('download', function (this: FastifyReply, filePath: string, fileName?: string | SendFileOptions, options?: SendFileOptions) {
+    const opts = (typeof fileName === 'object' && fileName !== null ? fileName : options) as CallOptions | undefined
     // Named by the last segment, as path.basename does ('docs/' is 'docs').
     const name = path.basename(typeof fileName === 'string' ? fileName : String(filePath)) || 'download'
     sendWithCallOptions(this, filePath, opts?.root, opts, name, base)

@@ -1,4 +1,5 @@
-import { FastifyPluginCallback, FastifyReply } from 'fastify'
+import { FastifyPluginCallback, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify'
+import { Stats } from 'node:fs'
 
 declare module 'fastify' {
   interface FastifyReply {
@@ -11,6 +12,18 @@ declare module 'fastify' {
     sendFileZeroCopy (filePath: string, options?: fastifyZeroCopy.SendFileZeroCopyOptions): FastifyReply
     /** How this reply's body was sent, once known; null before. */
     zeroCopyTransport: fastifyZeroCopy.Transport | null
+    // With serve: true and decorateReply (default true), @fastify/static's
+    // reply decorators, sent zero-copy. Declared as methods with its exact
+    // signatures, so they merge as overloads with @fastify/static's own
+    // declarations when both packages' types are installed.
+    /** Sends a file under `rootPath` (default: the plugin's root, each root of an array in turn). */
+    sendFile (filename: string, rootPath?: string): FastifyReply
+    sendFile (filename: string, options?: fastifyZeroCopy.SendFileOptions): FastifyReply
+    sendFile (filename: string, rootPath?: string, options?: fastifyZeroCopy.SendFileOptions): FastifyReply
+    /** Sends a file as a download: Content-Disposition: attachment with `filename` (default: the file's name). */
+    download (filepath: string, options?: fastifyZeroCopy.SendFileOptions): FastifyReply
+    download (filepath: string, filename?: string): FastifyReply
+    download (filepath: string, filename?: string, options?: fastifyZeroCopy.SendFileOptions): FastifyReply
   }
   interface FastifyInstance {
     zeroCopy: fastifyZeroCopy.ZeroCopyDecorator
@@ -80,11 +93,67 @@ declare namespace fastifyZeroCopy {
     validateMs?: number
   }
 
-  export interface FastifyZeroCopyOptions extends FileResponseOptions {
+  /** Options of the plugin in both modes. */
+  export interface PluginOptions extends FileResponseOptions {
     /** The open-file cache: bounds, or false to open every file per response. */
     cache?: CacheOptions | false
-    /** Register GET and HEAD routes serving `root`, like @fastify/static. Default false. */
-    serve?: boolean
+  }
+
+  /**
+   * Static-serving mode (serve: true): @fastify/static's options, with its
+   * names and meanings. See README for the differences.
+   */
+  export interface ServeModeOptions {
+    /** URL prefix of the routes. Default '/'. A trailing '/' is added unless prefixAvoidTrailingSlash. */
+    prefix?: string
+    /** Keep `prefix` exactly as given (no trailing '/'). Default false. */
+    prefixAvoidTrailingSlash?: boolean
+    /** Index file(s) for a URL ending in '/', in order; false for none. Default 'index.html'. */
+    index?: string | string[] | false
+    /** Redirect a folder URL without its trailing '/' (301). Default false: serve its index, or 404. */
+    redirect?: boolean
+    /** Extensions (without the dot) tried, in order, for a missing path that has none. */
+    extensions?: string | string[]
+    /** Called before the file's headers are sent, with the file's path and fs.Stats (of the open fd). */
+    setHeaders?: (reply: FastifyReply, path: string, stat: Stats) => void
+    /** false sends the request to the 404 handler. Called with the requested path, then with the final one (index, extension). */
+    allowedPath?: (pathName: string, root: string | undefined, request: FastifyRequest) => boolean
+    /** Serve .br / .gz / .deflate siblings by Accept-Encoding, with Content-Encoding and Vary. Default false. */
+    preCompressed?: boolean
+    /** Decorate reply.sendFile and reply.download. Default true. */
+    decorateReply?: boolean
+    /** schema.hide of the routes (for @fastify/swagger). Default true. */
+    schemaHide?: boolean
+    /** Route constraints of the routes. */
+    constraints?: RouteShorthandOptions['constraints']
+    /** Log level of the routes. */
+    logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+    /** false: one route per file found under root at registration, instead of a wildcard route. Default true. */
+    wildcard?: boolean
+    /** With wildcard: false, also register routes for files and folders whose name starts with a dot. Default false. */
+    serveDotFiles?: boolean
+  }
+
+  /** serve-mode options are `never` without serve: true. */
+  type WithoutServeMode = { [K in keyof ServeModeOptions]?: never }
+
+  export type FastifyZeroCopyOptions =
+    | (PluginOptions & WithoutServeMode & {
+      /** Register GET and HEAD routes serving `root`, like @fastify/static. Default false. */
+      serve?: false
+    })
+    | (Omit<PluginOptions, 'root'> & ServeModeOptions & {
+      serve: true
+      /** The folder to serve, or several, searched in order ("first found, first served"). */
+      root: string | string[]
+    })
+
+  /** Per-call options of reply.sendFile and reply.download (as @fastify/static's SendOptions). */
+  export interface SendFileOptions extends FileResponseOptions {
+    index?: string | string[] | false
+    extensions?: string | string[]
+    /** Accepted for @fastify/static compatibility; it has no effect on a single file (as there). */
+    serveDotFiles?: boolean
   }
 
   export interface SendFileZeroCopyOptions extends FileResponseOptions {

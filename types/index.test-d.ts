@@ -1,6 +1,9 @@
-import fastify, { FastifyInstance, FastifyPluginCallback, FastifyReply } from 'fastify'
+import fastify, { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify'
 import { expectAssignable, expectError, expectNotAssignable, expectType } from 'tsd'
-import zeroCopy, { SendFileZeroCopyOptions, FastifyZeroCopyOptions, ZeroCopyStats, Transport, ZeroCopyDecorator } from '..'
+import zeroCopy, {
+  SendFileZeroCopyOptions, FastifyZeroCopyOptions, ZeroCopyStats, Transport, ZeroCopyDecorator, ServeModeOptions, SendFileOptions
+} from '..'
+import { Stats } from 'node:fs'
 import * as ns from '..'
 import zeroCopyCjs = require('..')
 
@@ -102,3 +105,90 @@ function plugin (instance: FastifyInstance): void {
   expectType<number>(instance.zeroCopy.stats().aborts)
 }
 plugin(app)
+
+// --- serve mode (serve: true) -------------------------------------------------
+app.register(zeroCopy, { serve: true, root: '/srv/public' })
+app.register(zeroCopy, { serve: true, root: ['/srv/a', '/srv/b'], prefix: '/static/' })
+app.register(zeroCopy, {
+  serve: true,
+  root: '/srv/public',
+  prefix: '/assets',
+  prefixAvoidTrailingSlash: true,
+  index: ['index.html', 'default.htm'],
+  redirect: true,
+  extensions: ['html', 'htm'],
+  dotfiles: 'allow',
+  preCompressed: true,
+  decorateReply: false,
+  schemaHide: false,
+  constraints: { host: 'example.com' },
+  logLevel: 'warn',
+  wildcard: false,
+  serveDotFiles: true,
+  maxAge: '1d',
+  immutable: true,
+  etag: true,
+  lastModified: true,
+  acceptRanges: true,
+  cacheControl: true,
+  cache: { maxFds: 100 },
+  setHeaders (reply, filePath, stat) {
+    expectType<FastifyReply>(reply)
+    expectType<string>(filePath)
+    expectType<Stats>(stat)
+    reply.header('x-file', filePath)
+  },
+  allowedPath (pathName, root, request) {
+    expectType<string>(pathName)
+    expectType<string | undefined>(root)
+    expectType<FastifyRequest>(request)
+    return !pathName.includes('private')
+  }
+})
+app.register(zeroCopy, { serve: true, root: '/srv', index: false })
+app.register(zeroCopy, { serve: true, root: '/srv', index: 'main.html', extensions: 'html' })
+app.register(zeroCopy, { serve: false, root: '/srv' })
+expectAssignable<FastifyZeroCopyOptions>({ serve: true, root: ['/a'] })
+expectAssignable<ServeModeOptions>({ prefix: '/x/', redirect: true })
+
+// serve-mode options need serve: true, and root arrays too.
+expectError(app.register(zeroCopy, { root: '/srv', prefix: '/static/' }))
+expectError(app.register(zeroCopy, { root: '/srv', serve: false, preCompressed: true }))
+expectError(app.register(zeroCopy, { root: ['/a', '/b'] }))
+expectNotAssignable<FastifyZeroCopyOptions>({ root: '/srv', redirect: true })
+// serve: true needs a root.
+expectError(app.register(zeroCopy, { serve: true }))
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', index: true }))
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', setHeaders: 'x-a: 1' }))
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', allowedPath: true }))
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', prefix: 1 }))
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', logLevel: 'loud' }))
+expectError(app.register(zeroCopy, { serve: true, root: [1] }))
+// @fastify/static options this plugin refuses are not in the types either.
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', list: true }))
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', globIgnore: ['*.map'] }))
+
+// reply.sendFile and reply.download: @fastify/static's signatures.
+app.get('/serve', (request, reply) => {
+  expectType<FastifyReply>(reply.sendFile('a.html'))
+  expectType<FastifyReply>(reply.sendFile('a.html', '/other/root'))
+  expectType<FastifyReply>(reply.sendFile('a.html', { maxAge: '1h', immutable: true }))
+  expectType<FastifyReply>(reply.sendFile('a.html', '/other/root', { cacheControl: false, index: false, extensions: ['html'] }))
+  expectType<FastifyReply>(reply.download('a.pdf'))
+  expectType<FastifyReply>(reply.download('a.pdf', 'report.pdf'))
+  expectType<FastifyReply>(reply.download('a.pdf', { acceptRanges: false }))
+  expectType<FastifyReply>(reply.download('a.pdf', 'report.pdf', { root: '/other/root' }))
+  expectError(reply.sendFile())
+  expectError(reply.sendFile(1))
+  expectError(reply.sendFile('a.html', 1))
+  expectError(reply.sendFile('a.html', { maxAge: true }))
+  expectError(reply.sendFile('a.html', '/root', { unknownKey: 1 }))
+  expectError(reply.download('a.pdf', 1))
+  expectError(reply.download('a.pdf', 'x', { etag: 'yes' }))
+  return reply.sendFile('a.html')
+})
+app.get('/serve-async', async (request, reply) => {
+  return reply.download('a.pdf', 'a.pdf')
+})
+expectAssignable<SendFileOptions>({ root: '/r', index: ['i.html'], extensions: 'html', serveDotFiles: true, dotfiles: 'deny' })
+expectNotAssignable<SendFileOptions>({ index: 1 })
