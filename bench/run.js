@@ -42,6 +42,7 @@ function usage () {
 const SERVERS = [
   { id: 'zero-copy', label: 'fastify-zero-copy (sendfile)', script: 'zero-copy.js', plugin: true, color: '#d62728' },
   { id: 'fallback', label: 'fastify-zero-copy (fallback)', script: 'zero-copy-fallback.js', plugin: true, color: '#ff9896' },
+  { id: 'no-cache', label: 'fastify-zero-copy (sendfile, cache: false)', script: 'zero-copy-nocache.js', plugin: true, color: '#e377c2' },
   { id: 'static', label: '@fastify/static', script: 'fastify-static.js', color: '#1f77b4' },
   { id: 'memory', label: 'Fastify from memory', script: 'fastify-memory.js', color: '#2ca02c' },
   { id: 'node-stream', label: 'node:http + createReadStream', script: 'node-stream.js', color: '#9467bd' },

@@ -134,6 +134,23 @@ function markdown (ctx) {
   } else out.push('_fastify-zero-copy was not measured, so no ratios._')
   out.push('')
 
+  // the open-file cache's effect: the same plugin with cache: false
+  const cacheRows = []
+  for (const cfg of configs) {
+    const by = results[cfg.id] || {}
+    const on = by['zero-copy'] && by['zero-copy'].summary
+    const off = by['no-cache'] && by['no-cache'].summary
+    if (!on || !off) continue
+    cacheRows.push([cfg.short, fmtInt(on.reqPerSec), fmtInt(off.reqPerSec), fmtX(ratio(on.reqPerSec, off.reqPerSec)),
+      fmtSig(on.cpuSecPerGiB), fmtSig(off.cpuSecPerGiB), fmtX(ratio(on.cpuSecPerGiB, off.cpuSecPerGiB))])
+  }
+  if (cacheRows.length) {
+    out.push('## Open-file cache: on (default) vs off (`cache: false`)')
+    out.push('')
+    out.push(table(['config', 'req/s cache on', 'req/s cache off', 'on ÷ off', 'CPU s/GiB on', 'CPU s/GiB off', 'on ÷ off'], cacheRows, ['l', 'r', 'r', 'r', 'r', 'r', 'r']))
+    out.push('')
+  }
+
   out.push('## Targets (informational)')
   out.push('')
   for (const t of targets(ctx)) out.push(`- ${t}`)
