@@ -508,27 +508,32 @@ function registerFileRoutes (fastify: FastifyInstance, base: Lookup, prefix: str
   }
 }
 
-/** Files under root (relative, '/'-separated), following symlinks like glob's `follow: true`, each real folder once. */
+/**
+ * Files under root (relative, '/'-separated), following symlinks like
+ * glob's `follow: true`; a folder that is its own ancestor (a symlink
+ * loop) is not entered again.
+ */
 function filesUnder (root: string, dot: boolean): string[] {
   const files: string[] = []
-  const seen = new Set<string>()
+  const ancestors = new Set<string>()
   const walk = (dir: string, relative: string): void => {
-    let real: fs.Stats
-    try { real = fs.statSync(dir) } catch { return }
-    const key = `${real.dev}:${real.ino}`
-    if (seen.has(key)) return
-    seen.add(key)
+    let st: fs.Stats
+    try { st = fs.statSync(dir) } catch { return }
+    const key = `${st.dev}:${st.ino}`
+    if (ancestors.has(key)) return
     let names: string[]
     try { names = fs.readdirSync(dir).sort() } catch { return }
+    ancestors.add(key)
     for (const name of names) {
       if (!dot && name.startsWith('.')) continue
       const full = path.join(dir, name)
-      let st: fs.Stats
-      try { st = fs.statSync(full) } catch { continue }
+      let entry: fs.Stats
+      try { entry = fs.statSync(full) } catch { continue }
       const rel = relative === '' ? name : relative + '/' + name
-      if (st.isDirectory()) walk(full, rel)
+      if (entry.isDirectory()) walk(full, rel)
       else files.push(rel)
     }
+    ancestors.delete(key)
   }
   walk(root, '')
   return files

@@ -361,6 +361,7 @@ const SETS = () => {
     { name: 'dotfiles deny', options: { root: pub, dotfiles: 'deny' }, prefix: '/' },
     { name: 'root array', options: { root: [pub, second] }, prefix: '/', ranges: true },
     { name: 'index false', options: { root: pub, index: false }, prefix: '/' },
+    { name: 'wildcard false', options: { root: pub, wildcard: false, extensions: ['html'] }, prefix: '/' },
     { name: 'preCompressed + root array + redirect', options: { root: [pub, second], preCompressed: true, redirect: true }, prefix: '/', encodings: true }
   ]
 }
