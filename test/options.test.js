@@ -492,3 +492,117 @@ test('urlOf helper sanity (fetch agrees with the raw client)', async (t) => {
   assert.equal(res.status, 200)
   assert.equal(await res.text(), HELLO)
 })
+
+// ---------------------------------------------------------------------------
+// Serve mode (serve: true): @fastify/static's option names
+
+test('serve-mode options are refused without serve: true, naming the option', async () => {
+  const root = fixtures()
+  const cases = [
+    [{ root, prefix: '/static/' }, 'prefix'],
+    [{ root, serve: false, redirect: true }, 'redirect'],
+    [{ root, preCompressed: true }, 'preCompressed'],
+    [{ root, index: 'index.html' }, 'index'],
+    [{ root, extensions: ['html'] }, 'extensions'],
+    [{ root, setHeaders () {} }, 'setHeaders'],
+    [{ root, allowedPath: () => true }, 'allowedPath'],
+    [{ root, decorateReply: true }, 'decorateReply'],
+    [{ root, wildcard: false }, 'wildcard'],
+    [{ root: [root] }, 'root']
+  ]
+  for (const [options, name] of cases) {
+    const err = await registrationError(options)
+    assert.equal(err.code, INVALID, `${describe(options)}: ${err.message}`)
+    assert.ok(err.message.includes(`"${name}"`), `message should quote "${name}": ${err.message}`)
+    assert.match(err.message, /serve: true/)
+    assert.ok(err instanceof TypeError)
+  }
+})
+
+test('serve mode: invalid values and unsupported @fastify/static options are refused at registration', async () => {
+  const root = fixtures()
+  const cases = [
+    [{ serve: true }, 'root', /required/],
+    [{ root, serve: 'yes' }, 'serve', /boolean/],
+    [{ root: [], serve: true }, 'root', /empty/],
+    [{ root: [root, root], serve: true }, 'root', /duplicate/],
+    [{ root: [root, path.join(root, 'sub', '..')], serve: true }, 'root', /duplicate/],
+    [{ root: [root, 'relative'], serve: true }, 'root', /absolute/],
+    [{ root: [root, path.join(root, 'hello.txt')], serve: true }, 'root', /not a directory/],
+    [{ root: [root, 42], serve: true }, 'root', /array/],
+    [{ root: 'relative', serve: true }, 'root', /absolute/],
+    [{ root, serve: true, setHeaders: 'x-a: 1' }, 'setHeaders', /function/],
+    [{ root, serve: true, allowedPath: true }, 'allowedPath', /function/],
+    [{ root, serve: true, index: true }, 'index', /false/],
+    [{ root, serve: true, index: [''] }, 'index', /file name/],
+    [{ root, serve: true, extensions: [1] }, 'extensions', /extension/],
+    [{ root, serve: true, prefix: 'static' }, 'prefix', /start with/],
+    [{ root, serve: true, prefix: 1 }, 'prefix', /string/],
+    [{ root, serve: true, redirect: 'yes' }, 'redirect', /boolean/],
+    [{ root, serve: true, preCompressed: 1 }, 'preCompressed', /boolean/],
+    [{ root, serve: true, wildcard: 0 }, 'wildcard', /boolean/],
+    [{ root, serve: true, logLevel: 'loud' }, 'logLevel', /one of/],
+    [{ root, serve: true, constraints: 'host' }, 'constraints', /object/],
+    [{ root, serve: true, list: true }, 'list', /not supported/],
+    [{ root, serve: true, list: { format: 'json' } }, 'list', /not supported/],
+    [{ root, serve: true, globIgnore: ['*.map'] }, 'globIgnore', /not supported/],
+    [{ root, serve: true, onFile () {} }, 'onFile', /not supported/],
+    [{ root, serve: true, suppressWarning: true }, 'suppressWarning', /not supported/],
+    [{ root, list: true }, 'list', /not supported/],
+    [{ root, serve: true, unknownKey: 1 }, 'unknownKey', /unknown option/]
+  ]
+  for (const [options, name, message] of cases) {
+    const err = await registrationError(options)
+    assert.equal(err.code, INVALID, `${describe(options)}: ${err.message}`)
+    assert.ok(err.message.includes(`"${name}"`), `${describe(options)}: message should quote "${name}": ${err.message}`)
+    assert.match(err.message, message, describe(options))
+  }
+})
+
+test('serve mode: valid option sets register and serve', async (t) => {
+  const root = fixtures()
+  const sub = path.join(root, 'sub')
+  const valid = [
+    [{ root, serve: true }, '/hello.txt'],
+    [{ root: [root, sub], serve: true }, '/nested.txt'],
+    [{ root: [sub, root], serve: true, prefix: '/s/', redirect: true, index: false, extensions: 'txt' }, '/s/hello'],
+    [{ root: new URL('file://' + root), serve: true }, '/hello.txt'],
+    [{ root: [new URL('file://' + sub), root], serve: true }, '/hello.txt'],
+    [{
+      root,
+      serve: true,
+      prefix: '/p',
+      prefixAvoidTrailingSlash: true,
+      index: ['index.html', 'default.htm'],
+      redirect: false,
+      extensions: ['html', 'txt'],
+      setHeaders () {},
+      allowedPath: () => true,
+      preCompressed: true,
+      decorateReply: false,
+      schemaHide: false,
+      constraints: {},
+      logLevel: 'warn',
+      wildcard: true,
+      serveDotFiles: false,
+      dotfiles: 'deny',
+      maxAge: '1h',
+      immutable: true,
+      etag: true,
+      lastModified: true,
+      acceptRanges: true,
+      cacheControl: true
+    }, '/p/hello.txt'],
+    [{ root, serve: true, prefix: undefined, index: undefined, setHeaders: undefined }, '/hello.txt']
+  ]
+  for (const [options, url] of valid) {
+    await t.test(describe(options), async (t) => {
+      const app = Fastify()
+      t.after(() => app.close())
+      await app.register(zeroCopy, options)
+      await app.listen({ port: 0, host: '127.0.0.1' })
+      const res = await get(app, url)
+      assert.equal(res.status, 200, url)
+    })
+  }
+})
