@@ -113,9 +113,11 @@ function sendWithCallOptions (reply: FastifyReply, filePath: string, root: strin
   // index and extensions are serve mode's; the rest are sendFileZeroCopy's
   // per-call options, validated the same way. serveDotFiles is accepted
   // and, as in @fastify/static's send, has no effect here.
-  const { index, extensions, serveDotFiles, root: _root, ...rest } = given ?? {}
-  const callOptions: Record<string, unknown> = { ...rest }
+  const { index, extensions, serveDotFiles, ...callOptions } = given ?? {}
+  // As in @fastify/static, an empty root means the plugin's own.
+  if (root === '') root = undefined
   if (root !== undefined) callOptions.root = root
+  else delete callOptions.root
   if (filename !== undefined) callOptions.filename = filename
   const listError = checkList('index', index, true) ?? checkList('extensions', extensions, false)
   if (listError !== null || (serveDotFiles !== undefined && typeof serveDotFiles !== 'boolean')) {
@@ -188,17 +190,15 @@ function attempt (request: FastifyRequest, reply: FastifyReply, pathname: string
     tried ??= new Set()
     const untried = tried
     coding = acceptableCodings(request.headers['accept-encoding'], CODINGS).find((c) => !untried.has(c))
-    if (coding !== undefined) {
-      if (pathname.endsWith('/')) {
-        const indexName = findIndex(pathname, root, lookup)
-        if (indexName === undefined) {
-          reply.callNotFound()
-          return
-        }
-        logical = pathname + indexName
-      }
-      candidate = logical + SUFFIX.get(coding)!
+    if (coding !== undefined && pathname.endsWith('/')) {
+      const indexName = findIndex(pathname, root, lookup)
+      // Deviation: no index here, so no encoded index either; the plain
+      // lookup below moves on to the next root (@fastify/static answers
+      // 404 at once, even when a later root has the index).
+      if (indexName === undefined) coding = undefined
+      else logical = pathname + indexName
     }
+    if (coding !== undefined) candidate = logical + SUFFIX.get(coding)!
   }
 
   const found = find(candidate, root, lookup, coding === undefined)

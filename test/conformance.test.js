@@ -246,6 +246,12 @@ const ALLOWED = [
       : null
   },
   {
+    kind: 'pre-compressed: folder index from a later root',
+    reason: 'With preCompressed and several roots, a folder URL whose index is only in a later root is served from there; @fastify/static answers 404 when the client accepts an encoding (it looks for the index in the first root only).',
+    explains: (req, set, a, b) => Array.isArray(set.options.root) && set.options.preCompressed && /\/$/.test(req.path) &&
+      header(req, 'accept-encoding') && a.status === 404 && b.status === 200 ? WHOLE_RESPONSE : null
+  },
+  {
     kind: 'Content-Disposition only on file responses',
     reason: 'reply.download() sets Content-Disposition on the file\'s 200/206 only; @fastify/static sets it before looking the file up, so its 404, 403 and 304 answers carry it too.',
     explains: (req, set, a, b) => a.status !== 200 && a.status !== 206 && a.headers['content-disposition'] !== undefined &&
@@ -356,6 +362,7 @@ function requestsFor (set) {
     add('GET', 'app.js', { 'accept-encoding': 'br', range: 'bytes=0-9' })
     add('GET', 'app.js', { 'accept-encoding': 'gzip' }, (v) => ({ 'if-none-match': v.etag }))
     add('GET', 'large.bin', { 'accept-encoding': 'gzip' })
+    for (const p of ['sub/', 'sub', 'noindex/', 'nope/']) add('GET', p, { 'accept-encoding': 'gzip, br' })
   }
   return out
 }
