@@ -186,6 +186,17 @@ function parseDisposition (value) {
   try { return JSON.stringify(contentDisposition.parse(value)) } catch { return value }
 }
 
+/** Whether the request path names a folder of the set's (first) root. */
+function isFolder (set, urlPath) {
+  const root = Array.isArray(set.options.root) ? set.options.root[0] : set.options.root
+  try {
+    const rel = decodeURIComponent(urlPath.split('?')[0]).slice(set.prefix.length)
+    return fs.statSync(path.join(root, rel)).isDirectory()
+  } catch {
+    return false
+  }
+}
+
 const ALLOWED = [
   {
     kind: 'dotfiles default',
@@ -250,6 +261,13 @@ const ALLOWED = [
     reason: 'With preCompressed and several roots, a folder URL whose index is only in a later root is served from there; @fastify/static answers 404 when the client accepts an encoding (it looks for the index in the first root only).',
     explains: (req, set, a, b) => Array.isArray(set.options.root) && set.options.preCompressed && /\/$/.test(req.path) &&
       header(req, 'accept-encoding') && a.status === 404 && b.status === 200 ? WHOLE_RESPONSE : null
+  },
+  {
+    kind: 'index given as a string',
+    reason: 'An index given as one string works like a one-name array everywhere; @fastify/static ignores a string index for a folder named without its slash and for pre-compressed lookups (404).',
+    explains: (req, set, a, b) => typeof set.options.index === 'string' && isFolder(set, req.path) && a.status === 404 && b.status === 200
+      ? WHOLE_RESPONSE
+      : null
   },
   {
     kind: 'Content-Disposition only on file responses',
@@ -381,6 +399,7 @@ const SETS = () => {
     { name: 'dotfiles deny', options: { root: pub, dotfiles: 'deny' }, prefix: '/' },
     { name: 'root array', options: { root: [pub, second] }, prefix: '/', ranges: true },
     { name: 'index false', options: { root: pub, index: false }, prefix: '/' },
+    { name: 'index as a string + preCompressed', options: { root: pub, index: 'index.html', preCompressed: true }, prefix: '/', encodings: true },
     { name: 'wildcard false', options: { root: pub, wildcard: false, extensions: ['html'] }, prefix: '/' },
     { name: 'preCompressed + root array + redirect', options: { root: [pub, second], preCompressed: true, redirect: true }, prefix: '/', encodings: true }
   ]
