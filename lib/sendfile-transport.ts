@@ -177,6 +177,9 @@ function fail (body: FileBody, socket: Socket, status: number): void {
     // bytes already queued may still read as zeros: truncation frees the
     // very pages the socket holds.)
     stats.truncations++
+    // A cached open file would go on promising the old size: drop it, as
+    // the write path does.
+    job.release.invalidate('changed')
     reply.log.error(progress, 'fastify-zero-copy: file truncated during send, connection closed')
   } else if (status === -ETIMEDOUT) {
     stats.timeouts++
