@@ -11,7 +11,8 @@
             "native/transfer.c",
             "native/lease.c",
             "native/diag.c",
-            "native/notify.c"
+            "native/notify.c",
+            "native/residency.c"
           ],
           "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2", "-pthread"],
           "ldflags": ["-pthread"]

@@ -8,10 +8,16 @@ export interface NativeBinding {
   openFile (dirFd: number, filePath: string, statOut: Float64Array): number
   openDirectory (dirPath: string): number
   close (fd: number): number
-  sendfileBurst (sock: number, file: number, offset: number, end: number, budget: number, sentOut: Float64Array, lease: number, header?: string): number
+  sendfileBurst (sock: number, file: number, offset: number, end: number, budget: number, sentOut: Float64Array, lease: number,
+    header?: string, warmEnd?: number): number
   transferStart (sock: number, file: number, offset: number, end: number, timeoutMs: number, lease: number,
-    callback: (status: number, sent: number) => void): object | number
+    callback: (status: number, sent: number, coldReads: number, coldBytes: number, syscall: string) => void, warmEnd: number): object | number
+  /** Cancels a transfer or a coldRead handle. */
   transferCancel (handle: object): void
+  coldRead (file: number, offset: number, length: number, callback: (status: number, bytesRead: number) => void): object | number
+  residentRange (file: number, offset: number, length: number): number
+  residencyMode (mode?: number): number
+  coldReadsPending (): number
   leaseAcquire (fd: number, dev: number, ino: number, graceMs: number, fast: number, size: number, mtimeMs: number): number
   leaseRelease (handle: number): void
   leaseState (handle: number): number
@@ -27,6 +33,8 @@ export const STATUS_EOF = 1
 export const STATUS_LEASE_BROKEN = 2
 /** The lease thread stopped this send; it ends the connection once safe. */
 export const STATUS_LEASE_STOPPED = 3
+/** sendfileBurst: the chunk is not in the page cache; nothing was sent. */
+export const STATUS_COLD = 4
 /** leaseAcquire: the lease signal already has another handler. */
 export const ERR_FOREIGN_HANDLER = -100000
 
@@ -54,6 +62,24 @@ function load (): NativeLoad {
 }
 
 export const native: NativeLoad = load()
+
+/** residencyMode(): how page-cache residency is asked. */
+export const RESIDENCY_CACHESTAT = 1
+export const RESIDENCY_MINCORE = 2
+
+// FASTIFY_ZERO_COPY_COLD_CHECK=0 sends without asking whether the pages are
+// cached (sendfile may then read the disk on the event loop: the behaviour
+// before the check, kept for benchmarks); =mincore uses the fallback that
+// kernels before 6.5 (no cachestat) get.
+function coldCheckSetting (): boolean {
+  const setting = process.env.FASTIFY_ZERO_COPY_COLD_CHECK
+  if (setting === '0') return false
+  if (setting === 'mincore') native.binding?.residencyMode(RESIDENCY_MINCORE)
+  return true
+}
+
+/** Whether sends ask first if their pages are in the page cache. */
+export const coldCheck: boolean = native.binding !== null && coldCheckSetting()
 
 export interface SystemError extends Error {
   code: string

@@ -4,7 +4,7 @@
 import os from 'node:os'
 import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { native, STATUS_EOF, STATUS_LEASE_STOPPED, STATUS_LEASE_BROKEN, systemError } from './native'
+import { native, coldCheck, STATUS_EOF, STATUS_LEASE_STOPPED, STATUS_LEASE_BROKEN, STATUS_COLD, systemError } from './native'
 import type { FileBody } from './file-body'
 import type { FallbackReason } from './stats'
 
@@ -18,7 +18,11 @@ const BURST_BUDGET = 2 * 1024 * 1024
 // before the first byte, the write-based path takes over (libuv's rule).
 const refusals = new Set([-EINVAL, -ENOSYS, -EOPNOTSUPP, -ENOTSOCK, -EXDEV])
 
-const sentOut = new Float64Array(2)
+// [body bytes sent, header bytes sent, cold range offset, cold range length]
+const sentOut = new Float64Array(4)
+
+// warmEnd for native calls that must not ask about the page cache.
+const NO_CHECK = -1
 
 interface StreamHandle { fd?: number, writeQueueSize?: number }
 
@@ -79,9 +83,17 @@ function burstWhenWritten (body: FileBody, res: ServerResponse, socket: Socket):
   firstBurst(body, res, socket, fd, null)
 }
 
-function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: number, header: string | null): void {
+// warmEnd: file pages below it were just read in and are not asked about
+// again (0: nothing read in yet).
+function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: number, header: string | null, warmEnd = 0): void {
   const { job } = body
-  const rc = native.binding!.sendfileBurst(sock, job.fd, body.position, job.end, BURST_BUDGET, sentOut, job.lease, header ?? undefined)
+  const rc = native.binding!.sendfileBurst(sock, job.fd, body.position, job.end, BURST_BUDGET, sentOut, job.lease,
+    header ?? undefined, coldCheck ? warmEnd : NO_CHECK)
+  if (rc === STATUS_COLD) {
+    // Nothing sent, not even the header: the pages come in off the loop first.
+    readIn(body, res, socket, sock, header, sentOut[2], sentOut[3])
+    return
+  }
   if (header !== null) {
     // Node must never write this header again.
     (res as unknown as ResponseInternals)._headerSent = true
@@ -104,7 +116,7 @@ function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: 
   } else if (rc === STATUS_LEASE_STOPPED) {
     stoppedByLease(body)
   } else if (rc === -EAGAIN) {
-    continueInLoop(body, res, socket, sock)
+    continueInLoop(body, res, socket, sock, coldCheck ? warmEnd : NO_CHECK)
   } else if (sent === 0 && body.position === job.start && refusals.has(rc)) {
     body.continueWithWrite(res, 'refused')
   } else {
@@ -112,16 +124,47 @@ function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: 
   }
 }
 
-function continueInLoop (body: FileBody, res: ServerResponse, socket: Socket, sock: number): void {
+// sendfile would read [from, from + length) from disk on the event loop: a
+// pool thread reads it into the page cache first, other requests go on
+// meanwhile, and the burst is tried again. body.transfer holds the read so
+// that a destroyed body cancels it (no callback then).
+function readIn (body: FileBody, res: ServerResponse, socket: Socket, sock: number, header: string | null, from: number, length: number): void {
+  const { job } = body
+  const read = native.binding!.coldRead(job.fd, from, length, (status, bytesRead) => {
+    body.transfer = null
+    job.stats.cold.reads++
+    job.stats.cold.bytes += bytesRead
+    if (status < 0) {
+      fail(body, socket, status, 'pread')
+      return
+    }
+    // Read in (or the file ended early: sendfile will report the truncation).
+    // The socket's fd again: if Node closed it meanwhile, the number may
+    // name something else by now.
+    const fd = plainSocketFd(socket)
+    if (body.destroyed || fd < 0) return
+    firstBurst(body, res, socket, fd, header, from + length)
+  })
+  if (typeof read === 'number') {
+    // No fd left for the read: send from the loop, as without the check.
+    firstBurst(body, res, socket, sock, header, from + length)
+    return
+  }
+  body.transfer = read
+}
+
+function continueInLoop (body: FileBody, res: ServerResponse, socket: Socket, sock: number, warmEnd: number): void {
   const { job } = body
   // Node's socket timeout does not see our writes; the native send timeout
   // watches progress instead while the transfer runs.
   const nodeTimeout = socket.timeout ?? 0
   if (nodeTimeout > 0) socket.setTimeout(0)
-  const transfer = native.binding!.transferStart(sock, job.fd, body.position, job.end, job.sendTimeout, job.lease, (status, sent) => {
+  const transfer = native.binding!.transferStart(sock, job.fd, body.position, job.end, job.sendTimeout, job.lease, (status, sent, coldReads, coldBytes, syscall) => {
     body.transfer = null
     body.position += sent
     job.stats.bytes.sendfile += sent
+    job.stats.cold.reads += coldReads
+    job.stats.cold.bytes += coldBytes
     // Destroyed first (the connection closed while native code was winding
     // down, whatever status it saw): FileBody has accounted for it.
     if (status === -ECANCELED || body.destroyed) return
@@ -131,9 +174,9 @@ function continueInLoop (body: FileBody, res: ServerResponse, socket: Socket, so
     } else if (status === STATUS_LEASE_STOPPED) {
       stoppedByLease(body)
     } else {
-      fail(body, socket, status)
+      fail(body, socket, status, syscall)
     }
-  })
+  }, warmEnd)
   if (typeof transfer === 'number') {
     if (nodeTimeout > 0) socket.setTimeout(nodeTimeout)
     // No fd left for our dup of the socket: the write path needs none, so
@@ -162,7 +205,7 @@ function stoppedByLease (body: FileBody): void {
     'fastify-zero-copy: lease broken, transfer stopped after its grace')
 }
 
-function fail (body: FileBody, socket: Socket, status: number): void {
+function fail (body: FileBody, socket: Socket, status: number, syscall = 'sendfile'): void {
   const { job } = body
   const { stats, reply } = job
   body.settled = true
@@ -189,7 +232,7 @@ function fail (body: FileBody, socket: Socket, status: number): void {
     reply.log.debug(progress, 'fastify-zero-copy: client went away during send')
   } else {
     stats.aborts++
-    reply.log.error({ ...progress, err: systemError(status, 'sendfile') }, 'fastify-zero-copy: send failed, connection closed')
+    reply.log.error({ ...progress, err: systemError(status, syscall) }, 'fastify-zero-copy: send failed, connection closed')
   }
   // Fastify sees the response close and destroys the body (closing the fd).
   socket.destroy()

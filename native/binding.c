@@ -1,5 +1,6 @@
 /* Addon entry point: only registers what each concern exports. */
 #include "common.h"
+#include "residency.h"
 
 int32_t zc_arg_int32(napi_env env, napi_value v) {
   int32_t n;
@@ -39,6 +40,7 @@ static napi_value init(napi_env env, napi_value exports) {
   zc_init_transfer(env, exports);
   zc_init_lease(env, exports);
   zc_init_notify(env, exports);
+  zc_init_residency(env, exports);
   return exports;
 }
 

@@ -54,6 +54,8 @@ int zc_diag_peer_is_local(const zc_tuple_t* c);
 /* Lease-related statuses returned by sends (after ZC_EOF = 1). */
 #define ZC_LEASE_BROKEN 2   /* the lease was past its grace: nothing sent */
 #define ZC_LEASE_STOPPED 3  /* the lease thread stopped it and owns the end */
+/* sendfileBurst: the chunk is not in the page cache; nothing was sent. */
+#define ZC_COLD 4
 /* leaseAcquire: the lease signal already has another handler. */
 #define ZC_ERR_FOREIGN_HANDLER (-100000)
 

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "common.h"
+#include "residency.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -69,16 +70,19 @@ static ssize_t send_header(int sock, const char* header, size_t length) {
   return (ssize_t)sent;
 }
 
-/* sendfileBurst(sock, file, offset, end, budget, out: Float64Array(2),
- *               lease, header?: string)
- *   -> 0 done | ZC_EOF | ZC_LEASE_* | -errno;
+/* sendfileBurst(sock, file, offset, end, budget, out: Float64Array(4),
+ *               lease, header?: string, warmEnd?: number)
+ *   -> 0 done | ZC_EOF | ZC_LEASE_* | ZC_COLD | -errno;
  * out[0] = body bytes sent, out[1] = header bytes sent (latin1, as Node
  * writes headers). The body starts only once the whole header is out.
  * Under a lease the burst is linked to it, so a break past its grace can
- * stop it between two sendfile calls. */
+ * stop it between two sendfile calls.
+ * With warmEnd >= 0 the burst's pages from warmEnd on must be in the page
+ * cache: if not, ZC_COLD, nothing sent (not even the header), and out[2],
+ * out[3] = offset and length to read in first (coldRead). */
 static napi_value sendfile_burst(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8];
+  size_t argc = 9;
+  napi_value argv[9];
   napi_typedarray_type type;
   napi_valuetype header_type;
   size_t length;
@@ -90,6 +94,9 @@ static napi_value sendfile_burst(napi_env env, napi_callback_info info) {
   zc_tuple_t tuple;
   const zc_tuple_t* first_send = NULL;
   int32_t lease;
+  napi_valuetype warm_type;
+  int64_t end, budget, from, cold_length;
+  int file;
 
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   NAPI_CALL(env, napi_get_typedarray_info(env, argv[5], &type, &length, &data,
@@ -97,7 +104,21 @@ static napi_value sendfile_burst(napi_env env, napi_callback_info info) {
   CHECK(type == napi_float64_array && length >= 2);
   out = data;
   out[0] = out[1] = 0;
+  file = zc_arg_int32(env, argv[1]);
   offset = zc_arg_int64(env, argv[2]);
+  end = zc_arg_int64(env, argv[3]);
+  budget = zc_arg_int64(env, argv[4]);
+  NAPI_CALL(env, napi_typeof(env, argv[8], &warm_type));
+  if (warm_type == napi_number) {
+    int64_t warm_end = zc_arg_int64(env, argv[8]);
+    if (warm_end >= 0 && zc_burst_is_cold(file, offset, end, budget, warm_end,
+                                          &from, &cold_length)) {
+      CHECK(length >= 4);
+      out[2] = (double)from;
+      out[3] = (double)cold_length;
+      return zc_int32(env, ZC_COLD);
+    }
+  }
   lease = zc_arg_int32(env, argv[6]);
   memset(&link, 0, sizeof(link));
   link.sock = zc_arg_int32(env, argv[0]);
@@ -130,9 +151,8 @@ static napi_value sendfile_burst(napi_env env, napi_callback_info info) {
     out[1] = (double)n;
   }
 
-  status = zc_sendfile_burst(link.sock, zc_arg_int32(env, argv[1]), &offset,
-                             zc_arg_int64(env, argv[3]),
-                             zc_arg_int64(env, argv[4]), &sent, &link);
+  status = zc_sendfile_burst(link.sock, file, &offset, end, budget, &sent,
+                             &link);
   zc_lease_unlink(&link);
   out[0] = (double)sent;
   return zc_int32(env, status);

@@ -10,9 +10,14 @@
  * an fd it already polls (UV_EEXIST), and once Node destroys the socket its
  * fd number may be reused by an unrelated file. The dup keeps the socket
  * open until we close it, so JS cancels the transfer when the socket closes.
+ *
+ * A burst whose pages are not in the page cache would make sendfile read
+ * the disk on the loop thread: the poll stops, a pool thread reads the
+ * chunk in (residency.c), and the poll resumes when it is done.
  */
 #define _GNU_SOURCE
 #include "common.h"
+#include "residency.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,14 +43,19 @@ typedef struct {
   uint64_t timeout_ms;
   int status;
   zc_transfer_link_t link; /* to the lease, when the file has one */
-  int open_handles;
+  int open_handles;   /* poll, timer, and the pool read while it runs */
   int finishing;
+  int check;          /* ask whether each burst is in the page cache */
+  int64_t warm_end;   /* pages below it were just read in */
+  zc_warm_t warm;     /* the pool read, while open_handles counts it */
+  int64_t cold_reads, cold_bytes;
+  const char* syscall; /* what failed, for JS's error */
 } transfer_t;
 
 static void call_back(transfer_t* t) {
   napi_env env = t->env;
   napi_handle_scope scope;
-  napi_value fn, recv, argv[2], result;
+  napi_value fn, recv, argv[5], result;
   napi_status status;
 
   NAPI_CALL(env, napi_open_handle_scope(env, &scope));
@@ -53,7 +63,11 @@ static void call_back(transfer_t* t) {
   NAPI_CALL(env, napi_get_global(env, &recv)); /* make_callback wants an object */
   argv[0] = zc_int32(env, t->status);
   argv[1] = zc_double(env, (double)t->sent);
-  status = napi_make_callback(env, t->async_context, recv, fn, 2, argv,
+  argv[2] = zc_double(env, (double)t->cold_reads);
+  argv[3] = zc_double(env, (double)t->cold_bytes);
+  NAPI_CALL(env, napi_create_string_utf8(env, t->syscall, NAPI_AUTO_LENGTH,
+                                         &argv[4]));
+  status = napi_make_callback(env, t->async_context, recv, fn, 5, argv,
                               &result);
   if (status == napi_pending_exception) {
     napi_value err;
@@ -79,8 +93,8 @@ static void forget_handle(transfer_t* t) {
   NAPI_CALL(t->env, napi_close_handle_scope(t->env, scope));
 }
 
-static void on_close(uv_handle_t* handle) {
-  transfer_t* t = handle->data;
+/* The last of the handles and the pool read is done with t. */
+static void release(transfer_t* t) {
   if (--t->open_handles > 0) return;
 
   /* Unlinked first: the lease thread may use our dup until then. Closing
@@ -95,10 +109,17 @@ static void on_close(uv_handle_t* handle) {
   free(t);
 }
 
+static void on_close(uv_handle_t* handle) {
+  release(handle->data);
+}
+
 static void finish(transfer_t* t, int status) {
   if (t->finishing) return;
   t->finishing = 1;
   t->status = status;
+  /* A pool read in flight keeps t (and its dup of the file) until it
+   * completes; only one not started yet can be dropped. */
+  if (t->warm.work != NULL) zc_warm_cancel(t->env, &t->warm);
   uv_poll_stop(&t->poll);
   uv_timer_stop(&t->timer);
   uv_close((uv_handle_t*)&t->poll, on_close);
@@ -116,6 +137,51 @@ static void arm_timer(transfer_t* t) {
     uv_timer_start(&t->timer, on_timeout, t->timeout_ms, 0);
 }
 
+static void on_writable(uv_poll_t* poll, int status, int events);
+
+static void on_warm(napi_env env, zc_warm_t* w, int ran) {
+  transfer_t* t = w->data;
+  (void)env;
+
+  if (ran) {
+    t->cold_reads++;
+    t->cold_bytes += w->done;
+  }
+  if (!t->finishing) {
+    if (w->status < 0) {
+      t->syscall = "pread";
+      finish(t, w->status);
+    } else {
+      /* Read in (ZC_EOF too: sendfile then reports the truncation). */
+      t->warm_end = w->offset + w->length;
+      CHECK(uv_poll_start(&t->poll, UV_WRITABLE, on_writable) == 0);
+      arm_timer(t);
+    }
+  }
+  release(t);
+}
+
+/* 1 when the next burst went to the pool instead of being sent now. */
+static int read_in_first(transfer_t* t) {
+  int64_t from, length;
+
+  if (!t->check ||
+      !zc_burst_is_cold(t->file, t->offset, t->end, ZC_BURST_BUDGET,
+                        t->warm_end, &from, &length))
+    return 0;
+  if (zc_warm_start(t->env, &t->warm, t->file, from, length, on_warm, t)
+      != 0) {
+    /* No fd for the read (EMFILE): send it from here, as before. */
+    t->warm_end = from + length;
+    return 0;
+  }
+  /* Not writable-watching meanwhile, and the client is not stalling us. */
+  uv_poll_stop(&t->poll);
+  uv_timer_stop(&t->timer);
+  t->open_handles++;
+  return 1;
+}
+
 static void on_writable(uv_poll_t* poll, int status, int events) {
   transfer_t* t = poll->data;
   int64_t before = t->sent;
@@ -126,6 +192,7 @@ static void on_writable(uv_poll_t* poll, int status, int events) {
     finish(t, status);
     return;
   }
+  if (read_in_first(t)) return;
   rc = zc_sendfile_burst(t->sock, t->file, &t->offset, t->end,
                          ZC_BURST_BUDGET, &t->sent, &t->link);
   if (rc == -EAGAIN) {
@@ -136,14 +203,17 @@ static void on_writable(uv_poll_t* poll, int status, int events) {
 }
 
 /* transferStart(sock, file, offset, end, timeoutMs, lease,
- *               callback(status, sent))
+ *               callback(status, sent, coldReads, coldBytes, syscall),
+ *               warmEnd)
  *   -> handle object | -errno (dup failed) | ZC_LEASE_BROKEN.
- * The callback runs exactly once, after every native resource is released:
- * status 0 done, ZC_EOF truncated, -ETIMEDOUT stalled, -ECANCELED cancelled,
- * other -errno from sendfile or poll. */
+ * The callback runs exactly once, after every native resource is released
+ * (a pool read in flight included): status 0 done, ZC_EOF truncated,
+ * -ETIMEDOUT stalled, -ECANCELED cancelled, other -errno from `syscall`
+ * (sendfile, poll, or pread of a cold chunk). warmEnd < 0: no residency
+ * check; else bursts check their pages from warmEnd on. */
 static napi_value transfer_start(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7], handle, name;
+  size_t argc = 8;
+  napi_value argv[8], handle, name;
   uv_loop_t* loop;
   transfer_t* t;
   int sock, rc;
@@ -160,6 +230,9 @@ static napi_value transfer_start(napi_env env, napi_callback_info info) {
   t->offset = zc_arg_int64(env, argv[2]);
   t->end = zc_arg_int64(env, argv[3]);
   t->timeout_ms = (uint64_t)zc_arg_int64(env, argv[4]);
+  t->warm_end = zc_arg_int64(env, argv[7]);
+  t->check = t->warm_end >= 0;
+  t->syscall = "sendfile";
   t->link.sock = sock;
   if (!zc_lease_link(zc_arg_int32(env, argv[5]), &t->link, NULL)) {
     close(sock);
@@ -194,13 +267,16 @@ static napi_value transfer_start(napi_env env, napi_callback_info info) {
 }
 
 /* transferCancel(handle): stop now; the callback still runs (-ECANCELED)
- * unless the transfer had already ended. */
+ * unless the transfer had already ended. A coldRead handle is cancelled
+ * too: its callback never runs after this. Either way, once this returns
+ * nothing of ours uses the caller's fd (a pool read has its own dup). */
 static napi_value transfer_cancel(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   transfer_t* t;
 
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (zc_cold_read_cancel(env, argv[0])) return NULL;
   if (napi_unwrap(env, argv[0], (void**)&t) == napi_ok && t != NULL)
     finish(t, -ECANCELED);
   return NULL;
