@@ -459,6 +459,30 @@ test('many distinct per-call roots do not accumulate open fds', async (t) => {
     }
   })
   assert.equal((await get(app, '/r/0')).status, 200)
+  // The open-file cache keeps each served file's fd (bounded by maxFds,
+  // counted in its stats); the roots' own handles must not add up.
+  const outsideCache = () => openFdCount() - app.zeroCopy.stats().cache.fds
+  const before = outsideCache()
+  for (let i = 1; i < 50; i++) assert.equal((await get(app, `/r/${i}`)).status, 200)
+  await eventually(() => outsideCache() <= before + 5, { timeoutMs: 1000 })
+  const grown = outsideCache() - before
+  assert.ok(grown <= 5, `${grown} fds more after 49 distinct per-call roots`)
+  assert.equal(app.zeroCopy.stats().cache.fds, 50, 'one cached fd per file')
+})
+
+test('with cache: false, many distinct per-call roots do not accumulate open fds at all', async (t) => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'zc-roots-'))
+  t.after(() => fs.rmSync(base, { recursive: true, force: true }))
+  for (let i = 0; i < 50; i++) {
+    fs.mkdirSync(path.join(base, `r${i}`))
+    fs.writeFileSync(path.join(base, `r${i}`, 'f.txt'), 'x')
+  }
+  const app = await startServer(t, { root: base, cache: false }, {
+    route (app) {
+      app.get('/r/:i', (req, reply) => reply.sendFileZeroCopy('f.txt', { root: path.join(base, `r${req.params.i}`) }))
+    }
+  })
+  assert.equal((await get(app, '/r/0')).status, 200)
   const before = openFdCount()
   for (let i = 1; i < 50; i++) assert.equal((await get(app, `/r/${i}`)).status, 200)
   await eventually(() => openFdCount() <= before + 5, { timeoutMs: 1000 })
@@ -466,8 +490,19 @@ test('many distinct per-call roots do not accumulate open fds', async (t) => {
   assert.ok(grown <= 5, `${grown} fds more after 49 distinct per-call roots`)
 })
 
-test('the plugin does not keep fds for files after many requests', async (t) => {
+test('the plugin keeps no fd per request: one cached fd per file, none for a directory', async (t) => {
   const app = await startServer(t)
+  assert.equal((await get(app, '/hello.txt')).status, 200)
+  const before = openFdCount()
+  for (let i = 0; i < 50; i++) {
+    await get(app, i % 2 ? '/hello.txt' : '/sub')
+  }
+  assert.ok(await eventually(() => openFdCount() <= before), `fds: before ${before}, after ${openFdCount()}`)
+  assert.equal(app.zeroCopy.stats().cache.fds, 1, 'hello.txt, kept since the first request')
+})
+
+test('with cache: false the plugin keeps no fd for files after many requests', async (t) => {
+  const app = await startServer(t, { cache: false })
   assert.equal((await get(app, '/hello.txt')).status, 200)
   const before = openFdCount()
   for (let i = 0; i < 50; i++) {
