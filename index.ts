@@ -46,16 +46,22 @@ async function zeroCopyPlugin (fastify: FastifyInstance, pluginOptions: FastifyZ
     fastify.log.warn(`fastify-zero-copy: ${native.reason}; files are sent with the write-based fallback`)
   }
 
-  fastify.decorateReply('zeroCopyTransport', null)
-  fastify.decorateReply('sendFileZeroCopy', function (this: FastifyReply, filePath: string, callOptions?: SendFileZeroCopyOptions) {
-    sendFile(this, state, filePath, callOptions)
-    return this
-  })
-  fastify.decorate('zeroCopy', {
-    stats: () => snapshot(state.stats),
-    native: native.binding !== null,
-    nativeUnavailableReason: native.reason
-  })
+  // Serve mode may be registered once per folder and prefix, as
+  // @fastify/static is: later registrations in the same scope serve their
+  // routes and leave the first one's decorators (and stats) in place.
+  const again = options.serve && fastify.hasReplyDecorator('sendFileZeroCopy')
+  if (!again) {
+    fastify.decorateReply('zeroCopyTransport', null)
+    fastify.decorateReply('sendFileZeroCopy', function (this: FastifyReply, filePath: string, callOptions?: SendFileZeroCopyOptions) {
+      sendFile(this, state, filePath, callOptions)
+      return this
+    })
+    fastify.decorate('zeroCopy', {
+      stats: () => snapshot(state.stats),
+      native: native.binding !== null,
+      nativeUnavailableReason: native.reason
+    })
+  }
   fastify.addHook('onClose', async () => {
     state.files.closeAll()
     state.roots.closeAll()

@@ -248,6 +248,26 @@ test('two roots under two prefixes: two registrations, each in its own context',
   assert.deepEqual((await rawGet(port, '/b/readme.txt')).body, file('readme.txt', second))
 })
 
+test('two roots under two prefixes in the same scope (@fastify/static\'s example): the second leaves the first one\'s decorators', async (t) => {
+  const { public: pub, second } = fixtureTree()
+  const app = Fastify()
+  t.after(() => app.close())
+  await app.register(zeroCopy, { root: pub, serve: true, prefix: '/a/' })
+  await app.register(zeroCopy, { root: second, serve: true, prefix: '/b/', decorateReply: false })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = app.server.address().port
+  assert.deepEqual((await rawGet(port, '/a/readme.txt')).body, file('readme.txt'))
+  assert.deepEqual((await rawGet(port, '/b/readme.txt')).body, file('readme.txt', second))
+  // fastify.zeroCopy is the first registration's; both went zero-copy.
+  assert.equal(app.zeroCopy.stats().responses.sendfile, 1)
+  // Without serve mode a second registration in one scope is still an error.
+  const plain = Fastify()
+  t.after(() => plain.close())
+  plain.register(zeroCopy, { root: pub })
+  plain.register(zeroCopy, { root: second })
+  await assert.rejects(plain.ready(), /already been added|already present/i)
+})
+
 test('a prefix with a route parameter, inside an encapsulated prefix', async (t) => {
   const app = Fastify()
   t.after(() => app.close())
