@@ -18,7 +18,8 @@ const BURST_BUDGET = 2 * 1024 * 1024
 // before the first byte, the write-based path takes over (libuv's rule).
 const refusals = new Set([-EINVAL, -ENOSYS, -EOPNOTSUPP, -ENOTSOCK, -EXDEV])
 
-// [body bytes sent, header bytes sent, cold range offset, cold range length]
+// [body bytes sent, header bytes sent, then either the cold range's offset
+// and length (STATUS_COLD) or the new warmEnd]
 const sentOut = new Float64Array(4)
 
 // warmEnd for native calls that must not ask about the page cache.
@@ -83,8 +84,8 @@ function burstWhenWritten (body: FileBody, res: ServerResponse, socket: Socket):
   firstBurst(body, res, socket, fd, null)
 }
 
-// warmEnd: file pages below it were just read in and are not asked about
-// again (0: nothing read in yet).
+// warmEnd: file pages below it were found cached or just read in, and are
+// not asked about again (0: nothing known yet).
 function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: number, header: string | null, warmEnd = 0): void {
   const { job } = body
   const rc = native.binding!.sendfileBurst(sock, job.fd, body.position, job.end, BURST_BUDGET, sentOut, job.lease,
@@ -116,7 +117,7 @@ function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: 
   } else if (rc === STATUS_LEASE_STOPPED) {
     stoppedByLease(body)
   } else if (rc === -EAGAIN) {
-    continueInLoop(body, res, socket, sock, coldCheck ? warmEnd : NO_CHECK)
+    continueInLoop(body, res, socket, sock, coldCheck ? sentOut[2] : NO_CHECK)
   } else if (sent === 0 && body.position === job.start && refusals.has(rc)) {
     body.continueWithWrite(res, 'refused')
   } else {

@@ -15,12 +15,14 @@
 int zc_resident(int file, int64_t offset, int64_t length);
 
 /* 1 when the burst about to be sent from `offset` (at most `budget` bytes,
- * never past `end`) has pages to read from disk. Pages below `warm_end`
- * were just brought in and are not checked again (holes on tmpfs never
- * count as cached). Sets [*from, *from + *length): the range to read in,
- * up to a whole budget from the first unchecked byte. */
+ * never past `end`) has pages to read from disk. Pages below `*warm_end`
+ * were found cached or just read in, and are not asked about again: a
+ * burst the socket cut short costs no second walk of the same pages, and
+ * holes (never cached on tmpfs) are read in once. When the rest is cached,
+ * *warm_end moves to the burst's end; when not, [*from, *from + *length)
+ * is the range to read in: a whole budget from the first unknown byte. */
 int zc_burst_is_cold(int file, int64_t offset, int64_t end, int64_t budget,
-                     int64_t warm_end, int64_t* from, int64_t* length);
+                     int64_t* warm_end, int64_t* from, int64_t* length);
 
 /* A read of a range on the thread pool, only for its side effect: when it
  * completes, the pages are in the page cache. */

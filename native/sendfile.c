@@ -79,7 +79,8 @@ static ssize_t send_header(int sock, const char* header, size_t length) {
  * stop it between two sendfile calls.
  * With warmEnd >= 0 the burst's pages from warmEnd on must be in the page
  * cache: if not, ZC_COLD, nothing sent (not even the header), and out[2],
- * out[3] = offset and length to read in first (coldRead). */
+ * out[3] = offset and length to read in first (coldRead); if so, out[2] =
+ * the new warmEnd (the pages below it are known to be cached). */
 static napi_value sendfile_burst(napi_env env, napi_callback_info info) {
   size_t argc = 9;
   napi_value argv[9];
@@ -111,12 +112,15 @@ static napi_value sendfile_burst(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_typeof(env, argv[8], &warm_type));
   if (warm_type == napi_number) {
     int64_t warm_end = zc_arg_int64(env, argv[8]);
-    if (warm_end >= 0 && zc_burst_is_cold(file, offset, end, budget, warm_end,
-                                          &from, &cold_length)) {
+    if (warm_end >= 0) {
       CHECK(length >= 4);
-      out[2] = (double)from;
-      out[3] = (double)cold_length;
-      return zc_int32(env, ZC_COLD);
+      if (zc_burst_is_cold(file, offset, end, budget, &warm_end, &from,
+                           &cold_length)) {
+        out[2] = (double)from;
+        out[3] = (double)cold_length;
+        return zc_int32(env, ZC_COLD);
+      }
+      out[2] = (double)warm_end;
     }
   }
   lease = zc_arg_int32(env, argv[6]);

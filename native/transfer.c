@@ -46,7 +46,7 @@ typedef struct {
   int open_handles;   /* poll, timer, and the pool read while it runs */
   int finishing;
   int check;          /* ask whether each burst is in the page cache */
-  int64_t warm_end;   /* pages below it were just read in */
+  int64_t warm_end;   /* pages below it were found cached or read in */
   zc_warm_t warm;     /* the pool read, while open_handles counts it */
   int64_t cold_reads, cold_bytes;
   const char* syscall; /* what failed, for JS's error */
@@ -167,7 +167,7 @@ static int read_in_first(transfer_t* t) {
 
   if (!t->check ||
       !zc_burst_is_cold(t->file, t->offset, t->end, ZC_BURST_BUDGET,
-                        t->warm_end, &from, &length))
+                        &t->warm_end, &from, &length))
     return 0;
   if (zc_warm_start(t->env, &t->warm, t->file, from, length, on_warm, t)
       != 0) {
@@ -210,7 +210,8 @@ static void on_writable(uv_poll_t* poll, int status, int events) {
  * (a pool read in flight included): status 0 done, ZC_EOF truncated,
  * -ETIMEDOUT stalled, -ECANCELED cancelled, other -errno from `syscall`
  * (sendfile, poll, or pread of a cold chunk). warmEnd < 0: no residency
- * check; else bursts check their pages from warmEnd on. */
+ * check; else bursts check their pages from warmEnd on (those below it
+ * are known to be cached). */
 static napi_value transfer_start(napi_env env, napi_callback_info info) {
   size_t argc = 8;
   napi_value argv[8], handle, name;
