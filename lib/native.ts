@@ -14,7 +14,7 @@ export interface NativeBinding {
     callback: (status: number, sent: number, coldReads: number, coldBytes: number, syscall: string) => void, warmEnd: number): object | number
   /** Cancels a transfer or a coldRead handle. */
   transferCancel (handle: object): void
-  coldRead (file: number, offset: number, length: number, callback: (status: number, bytesRead: number) => void): object | number
+  coldRead (file: number, offset: number, length: number, end: number, callback: (status: number, bytesRead: number) => void): object | number
   residentRange (file: number, offset: number, length: number): number
   residencyMode (mode?: number): number
   coldReadsPending (): number

@@ -131,7 +131,7 @@ function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: 
 // that a destroyed body cancels it (no callback then).
 function readIn (body: FileBody, res: ServerResponse, socket: Socket, sock: number, header: string | null, from: number, length: number): void {
   const { job } = body
-  const read = native.binding!.coldRead(job.fd, from, length, (status, bytesRead) => {
+  const read = native.binding!.coldRead(job.fd, from, length, job.end, (status, bytesRead) => {
     body.transfer = null
     job.stats.cold.reads++
     job.stats.cold.bytes += bytesRead

@@ -159,7 +159,9 @@ static void warm_execute(napi_env env, void* data) {
   /* readahead(2) only queues the I/O (it returns before the disk answers
    * on current kernels), but for the whole range at once, so the disk sees
    * large requests. The preads are what wait: a buffered read returns only
-   * once its pages are up to date in the page cache. */
+   * once its pages are up to date in the page cache. readahead(2) marks no
+   * page for the kernel's own async readahead, so sendfile never starts
+   * disk reads from the loop; we look ahead ourselves, below. */
   (void)readahead(w->file, (off_t)w->offset, (size_t)w->length);
   while (w->done < w->length) {
     int64_t want = w->length - w->done;
@@ -179,6 +181,12 @@ static void warm_execute(napi_env env, void* data) {
       return;
     }
   }
+  /* The next chunks start coming in while the loop sends this one: the
+   * disk and the socket overlap, as with the kernel's readahead. Pages
+   * still in flight when their burst comes are cold (resident_cachestat),
+   * so the loop never waits for them. */
+  if (w->ahead > 0)
+    (void)readahead(w->file, (off_t)(w->offset + w->length), (size_t)w->ahead);
 }
 
 static void warm_complete(napi_env env, napi_status status, void* data) {
@@ -192,8 +200,12 @@ static void warm_complete(napi_env env, napi_status status, void* data) {
   w->on_done(env, w, status != napi_cancelled); /* may free w: last */
 }
 
+/* How far a read looks ahead, in chunks of its own length. */
+#define ZC_AHEAD_CHUNKS 2
+
 int zc_warm_start(napi_env env, zc_warm_t* w, int file, int64_t offset,
-                  int64_t length, zc_warm_done_cb on_done, void* data) {
+                  int64_t length, int64_t end, zc_warm_done_cb on_done,
+                  void* data) {
   napi_handle_scope scope;
   napi_value name;
   int dup_fd = fcntl(file, F_DUPFD_CLOEXEC, 0);
@@ -203,6 +215,8 @@ int zc_warm_start(napi_env env, zc_warm_t* w, int file, int64_t offset,
   w->file = dup_fd;
   w->offset = offset;
   w->length = length;
+  w->ahead = end - (offset + length);
+  if (w->ahead > ZC_AHEAD_CHUNKS * length) w->ahead = ZC_AHEAD_CHUNKS * length;
   w->on_done = on_done;
   w->data = data;
   /* Also called from a uv_poll callback, where no scope is open. */
@@ -260,14 +274,14 @@ static void cold_read_done(napi_env env, zc_warm_t* w, int ran) {
   free(c);
 }
 
-/* coldRead(file, offset, length, callback(status, bytesRead))
+/* coldRead(file, offset, length, end, callback(status, bytesRead))
  *   -> handle | -errno (no fd left for our dup).
  * status 0: [offset, offset + length) is in the page cache now; ZC_EOF: the
  * file ended first (sendfile will report the truncation); -errno: the read
  * failed. transferCancel(handle) stops it: no callback after that. */
 static napi_value cold_read(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4], handle;
+  size_t argc = 5;
+  napi_value argv[5], handle;
   cold_read_t* c;
   int rc;
 
@@ -276,12 +290,12 @@ static napi_value cold_read(napi_env env, napi_callback_info info) {
   CHECK(c != NULL);
   rc = zc_warm_start(env, &c->warm, zc_arg_int32(env, argv[0]),
                      zc_arg_int64(env, argv[1]), zc_arg_int64(env, argv[2]),
-                     cold_read_done, c);
+                     zc_arg_int64(env, argv[3]), cold_read_done, c);
   if (rc < 0) {
     free(c);
     return zc_int32(env, rc);
   }
-  NAPI_CALL(env, napi_create_reference(env, argv[3], 1, &c->callback));
+  NAPI_CALL(env, napi_create_reference(env, argv[4], 1, &c->callback));
   NAPI_CALL(env, napi_create_object(env, &handle));
   NAPI_CALL(env, napi_type_tag_object(env, handle, &cold_read_tag));
   NAPI_CALL(env, napi_wrap(env, handle, c, NULL, NULL, NULL));

@@ -33,15 +33,18 @@ struct zc_warm_s {
   napi_async_work work;
   int file;          /* our dup: the caller may close its fd meanwhile */
   int64_t offset, length;
+  int64_t ahead;     /* bytes after the range to start reading, not wait for */
   int64_t done;      /* bytes read */
   int status;        /* 0 read all, ZC_EOF the file ended first, -errno */
   zc_warm_done_cb on_done;
   void* data;
 };
 
-/* 0: queued, on_done will run; -errno: nothing queued (dup failed). */
+/* 0: queued, on_done will run; -errno: nothing queued (dup failed).
+ * `end`: the response's end, how far the read may look ahead. */
 int zc_warm_start(napi_env env, zc_warm_t* w, int file, int64_t offset,
-                  int64_t length, zc_warm_done_cb on_done, void* data);
+                  int64_t length, int64_t end, zc_warm_done_cb on_done,
+                  void* data);
 /* Drops it if no pool thread has taken it yet; on_done runs either way. */
 void zc_warm_cancel(napi_env env, zc_warm_t* w);
 

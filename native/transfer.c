@@ -169,8 +169,8 @@ static int read_in_first(transfer_t* t) {
       !zc_burst_is_cold(t->file, t->offset, t->end, ZC_BURST_BUDGET,
                         &t->warm_end, &from, &length))
     return 0;
-  if (zc_warm_start(t->env, &t->warm, t->file, from, length, on_warm, t)
-      != 0) {
+  if (zc_warm_start(t->env, &t->warm, t->file, from, length, t->end, on_warm,
+                    t) != 0) {
     /* No fd for the read (EMFILE): send it from here, as before. */
     t->warm_end = from + length;
     return 0;
