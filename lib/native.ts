@@ -11,10 +11,11 @@ export interface NativeBinding {
   sendfileBurst (sock: number, file: number, offset: number, end: number, budget: number, sentOut: Float64Array, lease: number,
     header?: string, warmEnd?: number): number
   transferStart (sock: number, file: number, offset: number, end: number, timeoutMs: number, lease: number,
-    callback: (status: number, sent: number, coldReads: number, coldBytes: number, syscall: string) => void, warmEnd: number): object | number
+    callback: (status: number, sent: number, coldReads: number, coldBytes: number, syscall: string) => void,
+    warmEnd: number, cold: number): object | number
   /** Cancels a transfer or a coldRead handle. */
   transferCancel (handle: object): void
-  coldRead (file: number, offset: number, length: number, end: number, callback: (status: number, bytesRead: number) => void): object | number
+  coldRead (file: number, offset: number, length: number, callback: (status: number, bytesRead: number) => void): object | number
   residentRange (file: number, offset: number, length: number): number
   residencyMode (mode?: number): number
   coldReadsPending (): number

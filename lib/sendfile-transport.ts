@@ -85,8 +85,9 @@ function burstWhenWritten (body: FileBody, res: ServerResponse, socket: Socket):
 }
 
 // warmEnd: file pages below it were found cached or just read in, and are
-// not asked about again (0: nothing known yet).
-function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: number, header: string | null, warmEnd = 0): void {
+// not asked about again (0: nothing known yet). cold: they had to be read
+// in, so the event-loop transfer reads ahead from its start.
+function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: number, header: string | null, warmEnd = 0, cold = false): void {
   const { job } = body
   const rc = native.binding!.sendfileBurst(sock, job.fd, body.position, job.end, BURST_BUDGET, sentOut, job.lease,
     header ?? undefined, coldCheck ? warmEnd : NO_CHECK)
@@ -117,7 +118,7 @@ function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: 
   } else if (rc === STATUS_LEASE_STOPPED) {
     stoppedByLease(body)
   } else if (rc === -EAGAIN) {
-    continueInLoop(body, res, socket, sock, coldCheck ? sentOut[2] : NO_CHECK)
+    continueInLoop(body, res, socket, sock, coldCheck ? sentOut[2] : NO_CHECK, cold)
   } else if (sent === 0 && body.position === job.start && refusals.has(rc)) {
     body.continueWithWrite(res, 'refused')
   } else {
@@ -131,7 +132,7 @@ function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: 
 // that a destroyed body cancels it (no callback then).
 function readIn (body: FileBody, res: ServerResponse, socket: Socket, sock: number, header: string | null, from: number, length: number): void {
   const { job } = body
-  const read = native.binding!.coldRead(job.fd, from, length, job.end, (status, bytesRead) => {
+  const read = native.binding!.coldRead(job.fd, from, length, (status, bytesRead) => {
     body.transfer = null
     job.stats.cold.reads++
     job.stats.cold.bytes += bytesRead
@@ -144,7 +145,7 @@ function readIn (body: FileBody, res: ServerResponse, socket: Socket, sock: numb
     // name something else by now.
     const fd = plainSocketFd(socket)
     if (body.destroyed || fd < 0) return
-    firstBurst(body, res, socket, fd, header, from + length)
+    firstBurst(body, res, socket, fd, header, from + length, true)
   })
   if (typeof read === 'number') {
     // No fd left for the read: send from the loop, as without the check.
@@ -154,7 +155,7 @@ function readIn (body: FileBody, res: ServerResponse, socket: Socket, sock: numb
   body.transfer = read
 }
 
-function continueInLoop (body: FileBody, res: ServerResponse, socket: Socket, sock: number, warmEnd: number): void {
+function continueInLoop (body: FileBody, res: ServerResponse, socket: Socket, sock: number, warmEnd: number, cold: boolean): void {
   const { job } = body
   // Node's socket timeout does not see our writes; the native send timeout
   // watches progress instead while the transfer runs.
@@ -177,7 +178,7 @@ function continueInLoop (body: FileBody, res: ServerResponse, socket: Socket, so
     } else {
       fail(body, socket, status, syscall)
     }
-  }, warmEnd)
+  }, warmEnd, cold ? 1 : 0)
   if (typeof transfer === 'number') {
     if (nodeTimeout > 0) socket.setTimeout(nodeTimeout)
     // No fd left for our dup of the socket: the write path needs none, so

@@ -16,9 +16,10 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 /* cachestat(2), Linux 6.5: the same number on x86_64 and arm64 (asm-generic).
@@ -46,6 +47,24 @@ static atomic_int mode = MODE_UNKNOWN;
 /* Pool reads queued or running, process-wide (tests watch it drain). */
 static atomic_int pending;
 
+/* The ranges pool reads have in flight, by file. cachestat counts pages
+ * whose read is still in flight as cached (measured: all 2048 pages of an
+ * 8 MiB readahead(2) at once, while a read of the last one then waited
+ * 7 ms), so a chunk another response is reading in would make sendfile
+ * wait for that I/O on the loop. Looked at only while a read is in flight
+ * (one fstat then); a full table just leaves that gap open. Reads by other
+ * processes (or their readahead) stay invisible. */
+#define ZC_INFLIGHT_MAX 64
+typedef struct {
+  int used;
+  dev_t dev;
+  ino_t ino;
+  int64_t start, end;
+} inflight_t;
+static inflight_t inflight[ZC_INFLIGHT_MAX];
+static atomic_int inflight_count;
+static pthread_mutex_t inflight_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* What one pool thread reads into, kept for the thread's life: the bytes
  * are thrown away, only the page cache is the point. */
 #define ZC_SCRATCH ((size_t)256 * 1024)
@@ -61,29 +80,58 @@ static int64_t page_size(void) {
   return size;
 }
 
+/* The slot of the registered range, or -1 (table full, or no fstat). */
+static int inflight_add(int file, int64_t start, int64_t end) {
+  struct stat st;
+  int i, slot = -1;
+
+  if (fstat(file, &st) != 0) return -1;
+  CHECK(pthread_mutex_lock(&inflight_lock) == 0);
+  for (i = 0; i < ZC_INFLIGHT_MAX && slot < 0; i++) {
+    if (inflight[i].used) continue;
+    inflight[i] = (inflight_t){ 1, st.st_dev, st.st_ino, start, end };
+    slot = i;
+  }
+  CHECK(pthread_mutex_unlock(&inflight_lock) == 0);
+  if (slot >= 0) atomic_fetch_add(&inflight_count, 1);
+  return slot;
+}
+
+static void inflight_remove(int slot) {
+  if (slot < 0) return;
+  CHECK(pthread_mutex_lock(&inflight_lock) == 0);
+  inflight[slot].used = 0;
+  CHECK(pthread_mutex_unlock(&inflight_lock) == 0);
+  atomic_fetch_sub(&inflight_count, 1);
+}
+
+/* 1 when a pool read has part of the range in flight. */
+static int inflight_overlaps(int file, int64_t start, int64_t end) {
+  struct stat st;
+  int i, found = 0;
+
+  if (atomic_load(&inflight_count) == 0 || fstat(file, &st) != 0) return 0;
+  CHECK(pthread_mutex_lock(&inflight_lock) == 0);
+  for (i = 0; i < ZC_INFLIGHT_MAX && !found; i++) {
+    const inflight_t* r = &inflight[i];
+    found = r->used && r->dev == st.st_dev && r->ino == st.st_ino &&
+            r->start < end && start < r->end;
+  }
+  CHECK(pthread_mutex_unlock(&inflight_lock) == 0);
+  return found;
+}
+
 /* -errno when cachestat cannot answer. */
 static int resident_cachestat(int file, int64_t offset, int64_t length) {
   struct zc_cachestat_range range = { (uint64_t)offset, (uint64_t)length };
   struct zc_cachestat cs;
   int64_t page = page_size();
   uint64_t pages = (uint64_t)((offset + length - 1) / page - offset / page + 1);
-  char byte;
-  struct iovec v = { &byte, 1 };
-  ssize_t n;
 
   if (ZC_NR_CACHESTAT < 0) return -ENOSYS;
   if (syscall(ZC_NR_CACHESTAT, file, &range, &cs, 0) != 0) return -errno;
   /* nr_cache counts the pages of the range only (large folios clipped). */
-  if (cs.nr_cache < pages) return 0;
-  /* cachestat also counts pages whose read is still in flight (measured:
-   * all 2048 pages of an 8 MiB readahead(2) counted at once, while a read
-   * of the last one then waited 7 ms): another response's pool read of the
-   * same chunk. The last page, read last, tells: RWF_NOWAIT fails with
-   * EAGAIN while it is not up to date. */
-  n = preadv2(file, &v, 1, (off_t)(offset + length - 1), RWF_NOWAIT);
-  if (n == 1) return 1;
-  if (n == 0 || errno == EAGAIN) return 0; /* EOF: the pool read says so */
-  return 1; /* RWF_NOWAIT unsupported here: cachestat's word stands */
+  return cs.nr_cache >= pages;
 }
 
 /* The fallback: map the range (no page is touched, nothing is read) and
@@ -120,6 +168,7 @@ int zc_resident(int file, int64_t offset, int64_t length) {
   int rc;
 
   if (length <= 0) return 1;
+  if (inflight_overlaps(file, offset, offset + length)) return 0;
   if (atomic_load(&mode) != MODE_MINCORE) {
     rc = resident_cachestat(file, offset, length);
     if (rc >= 0) {
@@ -161,7 +210,7 @@ static void warm_execute(napi_env env, void* data) {
    * large requests. The preads are what wait: a buffered read returns only
    * once its pages are up to date in the page cache. readahead(2) marks no
    * page for the kernel's own async readahead, so sendfile never starts
-   * disk reads from the loop; we look ahead ourselves, below. */
+   * disk reads from the loop (transfer.c reads ahead on the pool instead). */
   (void)readahead(w->file, (off_t)w->offset, (size_t)w->length);
   while (w->done < w->length) {
     int64_t want = w->length - w->done;
@@ -181,12 +230,6 @@ static void warm_execute(napi_env env, void* data) {
       return;
     }
   }
-  /* The next chunks start coming in while the loop sends this one: the
-   * disk and the socket overlap, as with the kernel's readahead. Pages
-   * still in flight when their burst comes are cold (resident_cachestat),
-   * so the loop never waits for them. */
-  if (w->ahead > 0)
-    (void)readahead(w->file, (off_t)(w->offset + w->length), (size_t)w->ahead);
 }
 
 static void warm_complete(napi_env env, napi_status status, void* data) {
@@ -194,18 +237,15 @@ static void warm_complete(napi_env env, napi_status status, void* data) {
 
   close(w->file);
   w->file = -1;
+  inflight_remove(w->slot);
   atomic_fetch_sub(&pending, 1);
   NAPI_CALL(env, napi_delete_async_work(env, w->work));
   w->work = NULL;
   w->on_done(env, w, status != napi_cancelled); /* may free w: last */
 }
 
-/* How far a read looks ahead, in chunks of its own length. */
-#define ZC_AHEAD_CHUNKS 2
-
 int zc_warm_start(napi_env env, zc_warm_t* w, int file, int64_t offset,
-                  int64_t length, int64_t end, zc_warm_done_cb on_done,
-                  void* data) {
+                  int64_t length, zc_warm_done_cb on_done, void* data) {
   napi_handle_scope scope;
   napi_value name;
   int dup_fd = fcntl(file, F_DUPFD_CLOEXEC, 0);
@@ -215,10 +255,9 @@ int zc_warm_start(napi_env env, zc_warm_t* w, int file, int64_t offset,
   w->file = dup_fd;
   w->offset = offset;
   w->length = length;
-  w->ahead = end - (offset + length);
-  if (w->ahead > ZC_AHEAD_CHUNKS * length) w->ahead = ZC_AHEAD_CHUNKS * length;
   w->on_done = on_done;
   w->data = data;
+  w->slot = inflight_add(dup_fd, offset, offset + length);
   /* Also called from a uv_poll callback, where no scope is open. */
   NAPI_CALL(env, napi_open_handle_scope(env, &scope));
   NAPI_CALL(env, napi_create_string_utf8(env, "ZeroCopyColdRead",
@@ -274,14 +313,14 @@ static void cold_read_done(napi_env env, zc_warm_t* w, int ran) {
   free(c);
 }
 
-/* coldRead(file, offset, length, end, callback(status, bytesRead))
+/* coldRead(file, offset, length, callback(status, bytesRead))
  *   -> handle | -errno (no fd left for our dup).
  * status 0: [offset, offset + length) is in the page cache now; ZC_EOF: the
  * file ended first (sendfile will report the truncation); -errno: the read
  * failed. transferCancel(handle) stops it: no callback after that. */
 static napi_value cold_read(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5], handle;
+  size_t argc = 4;
+  napi_value argv[4], handle;
   cold_read_t* c;
   int rc;
 
@@ -290,12 +329,12 @@ static napi_value cold_read(napi_env env, napi_callback_info info) {
   CHECK(c != NULL);
   rc = zc_warm_start(env, &c->warm, zc_arg_int32(env, argv[0]),
                      zc_arg_int64(env, argv[1]), zc_arg_int64(env, argv[2]),
-                     zc_arg_int64(env, argv[3]), cold_read_done, c);
+                     cold_read_done, c);
   if (rc < 0) {
     free(c);
     return zc_int32(env, rc);
   }
-  NAPI_CALL(env, napi_create_reference(env, argv[4], 1, &c->callback));
+  NAPI_CALL(env, napi_create_reference(env, argv[3], 1, &c->callback));
   NAPI_CALL(env, napi_create_object(env, &handle));
   NAPI_CALL(env, napi_type_tag_object(env, handle, &cold_read_tag));
   NAPI_CALL(env, napi_wrap(env, handle, c, NULL, NULL, NULL));

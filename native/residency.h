@@ -10,8 +10,9 @@
 #include "common.h"
 
 /* 1: every page of [offset, offset + length) is in the page cache; 0: at
- * least one is not. 1 too when the kernel cannot tell (hugetlbfs, an
- * mmap that fails): sending is then what happened before this check. */
+ * least one is not, or a pool read of ours has it in flight. 1 too when
+ * the kernel cannot tell (hugetlbfs, an mmap that fails): sending is then
+ * what happened before this check. */
 int zc_resident(int file, int64_t offset, int64_t length);
 
 /* 1 when the burst about to be sent from `offset` (at most `budget` bytes,
@@ -33,7 +34,7 @@ struct zc_warm_s {
   napi_async_work work;
   int file;          /* our dup: the caller may close its fd meanwhile */
   int64_t offset, length;
-  int64_t ahead;     /* bytes after the range to start reading, not wait for */
+  int slot;          /* in the table of ranges in flight, or -1 */
   int64_t done;      /* bytes read */
   int status;        /* 0 read all, ZC_EOF the file ended first, -errno */
   zc_warm_done_cb on_done;
@@ -41,10 +42,9 @@ struct zc_warm_s {
 };
 
 /* 0: queued, on_done will run; -errno: nothing queued (dup failed).
- * `end`: the response's end, how far the read may look ahead. */
+ * Until it completes, zc_resident() calls the range cold. */
 int zc_warm_start(napi_env env, zc_warm_t* w, int file, int64_t offset,
-                  int64_t length, int64_t end, zc_warm_done_cb on_done,
-                  void* data);
+                  int64_t length, zc_warm_done_cb on_done, void* data);
 /* Drops it if no pool thread has taken it yet; on_done runs either way. */
 void zc_warm_cancel(napi_env env, zc_warm_t* w);
 

@@ -12,8 +12,10 @@
  * open until we close it, so JS cancels the transfer when the socket closes.
  *
  * A burst whose pages are not in the page cache would make sendfile read
- * the disk on the loop thread: the poll stops, a pool thread reads the
- * chunk in (residency.c), and the poll resumes when it is done.
+ * the disk on the loop thread. Instead the loop sends only what is known
+ * to be cached (ready_end): a pool thread reads the next chunk in
+ * (residency.c) while the loop sends the one before, and when the send
+ * catches up with the read, the poll stops until the read completes.
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -28,6 +30,11 @@
 /* nginx's sendfile_max_chunk default: one fast client must not monopolise
  * the loop; a burst ends after this many bytes and resumes next turn. */
 #define ZC_BURST_BUDGET ((int64_t)2 * 1024 * 1024)
+
+/* A cold file is read this far ahead of the send position, one chunk of
+ * ZC_BURST_BUDGET at a time, so the disk and the socket overlap (the
+ * kernel's own readahead never starts: see residency.c). */
+#define ZC_READ_AHEAD (3 * ZC_BURST_BUDGET)
 
 typedef struct {
   uv_poll_t poll;
@@ -46,8 +53,11 @@ typedef struct {
   int open_handles;   /* poll, timer, and the pool read while it runs */
   int finishing;
   int check;          /* ask whether each burst is in the page cache */
-  int64_t warm_end;   /* pages below it were found cached or read in */
-  zc_warm_t warm;     /* the pool read, while open_handles counts it */
+  int64_t ready_end;  /* pages below it were found cached or read in */
+  zc_warm_t warm;     /* the pool read of [ready_end, ...), if reading */
+  int reading;        /* a pool read is in flight (open_handles counts it) */
+  int waiting;        /* the poll is stopped until that read completes */
+  int read_ahead;     /* the file was cold: keep reading ahead */
   int64_t cold_reads, cold_bytes;
   const char* syscall; /* what failed, for JS's error */
 } transfer_t;
@@ -138,11 +148,36 @@ static void arm_timer(transfer_t* t) {
 }
 
 static void on_writable(uv_poll_t* poll, int status, int events);
+static void on_read(napi_env env, zc_warm_t* w, int ran);
 
-static void on_warm(napi_env env, zc_warm_t* w, int ran) {
+/* Reads the chunk at ready_end on the pool; 0 started, -errno not (no fd
+ * for its dup: the caller sends from the loop, as without the check). */
+static int start_read(transfer_t* t) {
+  int64_t length = t->end - t->ready_end;
+  int rc;
+
+  if (length > ZC_BURST_BUDGET) length = ZC_BURST_BUDGET;
+  CHECK(!t->reading && length > 0);
+  rc = zc_warm_start(t->env, &t->warm, t->file, t->ready_end, length,
+                     on_read, t);
+  if (rc != 0) return rc;
+  t->reading = 1;
+  t->open_handles++;
+  return 0;
+}
+
+/* A cold file: the next chunk is read while this one is sent. */
+static void read_ahead(transfer_t* t) {
+  if (t->read_ahead && !t->reading && !t->finishing && t->ready_end < t->end &&
+      t->ready_end - t->offset < ZC_READ_AHEAD)
+    (void)start_read(t); /* no fd now: the next burst asks again */
+}
+
+static void on_read(napi_env env, zc_warm_t* w, int ran) {
   transfer_t* t = w->data;
   (void)env;
 
+  t->reading = 0;
   if (ran) {
     t->cold_reads++;
     t->cold_bytes += w->done;
@@ -152,39 +187,48 @@ static void on_warm(napi_env env, zc_warm_t* w, int ran) {
       t->syscall = "pread";
       finish(t, w->status);
     } else {
-      /* Read in (ZC_EOF too: sendfile then reports the truncation). */
-      t->warm_end = w->offset + w->length;
-      CHECK(uv_poll_start(&t->poll, UV_WRITABLE, on_writable) == 0);
-      arm_timer(t);
+      /* Read in. At ZC_EOF too: sendfile then reports the truncation. */
+      t->ready_end = w->offset + w->length;
+      if (w->status == ZC_EOF) t->read_ahead = 0;
+      if (t->waiting) {
+        t->waiting = 0;
+        CHECK(uv_poll_start(&t->poll, UV_WRITABLE, on_writable) == 0);
+        arm_timer(t);
+      }
+      read_ahead(t);
     }
   }
   release(t);
 }
 
-/* 1 when the next burst went to the pool instead of being sent now. */
-static int read_in_first(transfer_t* t) {
-  int64_t from, length;
+/* Where this burst may send up to: the end, or as far as pages are known
+ * to be cached. -1 when nothing is: the poll then waits for the read. */
+static int64_t ready_to_send(transfer_t* t) {
+  int64_t want = t->offset + ZC_BURST_BUDGET < t->end
+                     ? t->offset + ZC_BURST_BUDGET : t->end;
 
-  if (!t->check ||
-      !zc_burst_is_cold(t->file, t->offset, t->end, ZC_BURST_BUDGET,
-                        &t->warm_end, &from, &length))
-    return 0;
-  if (zc_warm_start(t->env, &t->warm, t->file, from, length, t->end, on_warm,
-                    t) != 0) {
-    /* No fd for the read (EMFILE): send it from here, as before. */
-    t->warm_end = from + length;
-    return 0;
+  if (!t->check) return t->end;
+  if (t->ready_end < t->offset) t->ready_end = t->offset;
+  if (want > t->ready_end && !t->reading) {
+    if (zc_resident(t->file, t->ready_end, want - t->ready_end)) {
+      t->ready_end = want;
+    } else {
+      t->read_ahead = 1;
+      if (start_read(t) != 0) t->ready_end = want;
+    }
   }
+  if (t->ready_end > t->offset) return t->ready_end;
   /* Not writable-watching meanwhile, and the client is not stalling us. */
   uv_poll_stop(&t->poll);
   uv_timer_stop(&t->timer);
-  t->open_handles++;
-  return 1;
+  t->waiting = 1;
+  return -1;
 }
 
 static void on_writable(uv_poll_t* poll, int status, int events) {
   transfer_t* t = poll->data;
   int64_t before = t->sent;
+  int64_t until;
   int rc;
   (void)events;
 
@@ -192,9 +236,12 @@ static void on_writable(uv_poll_t* poll, int status, int events) {
     finish(t, status);
     return;
   }
-  if (read_in_first(t)) return;
-  rc = zc_sendfile_burst(t->sock, t->file, &t->offset, t->end,
+  until = ready_to_send(t);
+  if (until < 0) return;
+  rc = zc_sendfile_burst(t->sock, t->file, &t->offset, until,
                          ZC_BURST_BUDGET, &t->sent, &t->link);
+  if (rc == 0 && t->offset < t->end) rc = -EAGAIN; /* at ready_end only */
+  read_ahead(t);
   if (rc == -EAGAIN) {
     if (t->sent > before) arm_timer(t);
     return; /* level-triggered: we are called again when writable */
@@ -204,17 +251,18 @@ static void on_writable(uv_poll_t* poll, int status, int events) {
 
 /* transferStart(sock, file, offset, end, timeoutMs, lease,
  *               callback(status, sent, coldReads, coldBytes, syscall),
- *               warmEnd)
+ *               warmEnd, cold)
  *   -> handle object | -errno (dup failed) | ZC_LEASE_BROKEN.
  * The callback runs exactly once, after every native resource is released
  * (a pool read in flight included): status 0 done, ZC_EOF truncated,
  * -ETIMEDOUT stalled, -ECANCELED cancelled, other -errno from `syscall`
  * (sendfile, poll, or pread of a cold chunk). warmEnd < 0: no residency
  * check; else bursts check their pages from warmEnd on (those below it
- * are known to be cached). */
+ * are known to be cached). cold: the first burst had to be read in, so
+ * reading ahead starts at once. */
 static napi_value transfer_start(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8], handle, name;
+  size_t argc = 9;
+  napi_value argv[9], handle, name;
   uv_loop_t* loop;
   transfer_t* t;
   int sock, rc;
@@ -231,8 +279,10 @@ static napi_value transfer_start(napi_env env, napi_callback_info info) {
   t->offset = zc_arg_int64(env, argv[2]);
   t->end = zc_arg_int64(env, argv[3]);
   t->timeout_ms = (uint64_t)zc_arg_int64(env, argv[4]);
-  t->warm_end = zc_arg_int64(env, argv[7]);
-  t->check = t->warm_end >= 0;
+  t->ready_end = zc_arg_int64(env, argv[7]);
+  t->check = t->ready_end >= 0;
+  t->read_ahead = t->check && zc_arg_int32(env, argv[8]) != 0;
+  if (t->check && t->ready_end < t->offset) t->ready_end = t->offset;
   t->syscall = "sendfile";
   t->link.sock = sock;
   if (!zc_lease_link(zc_arg_int32(env, argv[5]), &t->link, NULL)) {
@@ -264,6 +314,7 @@ static napi_value transfer_start(napi_env env, napi_callback_info info) {
 
   CHECK(uv_poll_start(&t->poll, UV_WRITABLE, on_writable) == 0);
   arm_timer(t);
+  read_ahead(t);
   return handle;
 }
 
