@@ -241,9 +241,9 @@ static void on_writable(uv_poll_t* poll, int status, int events) {
   rc = zc_sendfile_burst(t->sock, t->file, &t->offset, until,
                          ZC_BURST_BUDGET, &t->sent, &t->link);
   if (rc == 0 && t->offset < t->end) rc = -EAGAIN; /* at ready_end only */
-  read_ahead(t);
   if (rc == -EAGAIN) {
     if (t->sent > before) arm_timer(t);
+    read_ahead(t);
     return; /* level-triggered: we are called again when writable */
   }
   finish(t, rc);
