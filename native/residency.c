@@ -18,6 +18,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -65,8 +66,9 @@ static inflight_t inflight[ZC_INFLIGHT_MAX];
 static atomic_int inflight_count;
 static pthread_mutex_t inflight_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* What one pool thread reads into, kept for the thread's life: the bytes
- * are thrown away, only the page cache is the point. */
+/* Where a pool thread reads into when /dev/null cannot take sendfile, kept
+ * for the thread's life: the bytes are thrown away, only the page cache is
+ * the point. */
 #define ZC_SCRATCH ((size_t)256 * 1024)
 static __thread char* scratch;
 
@@ -196,40 +198,59 @@ int zc_burst_is_cold(int file, int64_t offset, int64_t end, int64_t budget,
   return 1;
 }
 
-/* On a pool thread: no N-API here, only syscalls. */
-static void warm_execute(napi_env env, void* data) {
-  zc_warm_t* w = data;
-  (void)env;
+/* Reads on from w->done: into /dev/null with sendfile while `*sink` is
+ * open, else into the scratch buffer. Bytes read, 0 at EOF, or -errno. */
+static ssize_t read_some(zc_warm_t* w, int* sink) {
+  int64_t want = w->length - w->done;
+  off_t at = (off_t)(w->offset + w->done);
+  ssize_t n;
 
+  if (*sink >= 0) {
+    n = sendfile(*sink, w->file, &at, (size_t)want);
+    if (n >= 0) return n;
+    if (errno != EINVAL && errno != ENOSYS) return -errno;
+    close(*sink); /* this file system cannot splice: read() it is */
+    *sink = -1;
+  }
   if (scratch == NULL) {
     scratch = malloc(ZC_SCRATCH);
     CHECK(scratch != NULL);
   }
+  if (want > (int64_t)ZC_SCRATCH) want = (int64_t)ZC_SCRATCH;
+  n = pread(w->file, scratch, (size_t)want, at);
+  return n >= 0 ? n : -errno;
+}
+
+/* On a pool thread: no N-API here, only syscalls. */
+static void warm_execute(napi_env env, void* data) {
+  zc_warm_t* w = data;
+  int sink = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  (void)env;
+
   /* readahead(2) only queues the I/O (it returns before the disk answers
    * on current kernels), but for the whole range at once, so the disk sees
-   * large requests. The preads are what wait: a buffered read returns only
-   * once its pages are up to date in the page cache. readahead(2) marks no
-   * page for the kernel's own async readahead, so sendfile never starts
-   * disk reads from the loop (transfer.c reads ahead on the pool instead). */
+   * large requests. What waits is the read: sendfile into /dev/null, like
+   * a buffered read, returns only once its pages are up to date in the
+   * page cache, and copies nothing (/dev/null drops the pages' references).
+   * readahead(2) marks no page for the kernel's own async readahead, so
+   * sendfile never starts disk reads from the loop (transfer.c reads
+   * ahead on the pool instead). */
   (void)readahead(w->file, (off_t)w->offset, (size_t)w->length);
   while (w->done < w->length) {
-    int64_t want = w->length - w->done;
-    ssize_t n;
-
-    if (want > (int64_t)ZC_SCRATCH) want = (int64_t)ZC_SCRATCH;
-    n = pread(w->file, scratch, (size_t)want, (off_t)(w->offset + w->done));
+    ssize_t n = read_some(w, &sink);
     if (n > 0) {
       w->done += n;
     } else if (n == 0) {
       w->status = ZC_EOF; /* truncated: sendfile will see it and say so */
-      return;
-    } else if (errno == EAGAIN) {
-      return; /* a file system that honours O_NONBLOCK: sendfile as before */
-    } else if (errno != EINTR) {
-      w->status = -errno;
-      return;
+      break;
+    } else if (n == -EAGAIN) {
+      break; /* a file system that honours O_NONBLOCK: sendfile as before */
+    } else if (n != -EINTR) {
+      w->status = (int)n;
+      break;
     }
   }
+  if (sink >= 0) close(sink);
 }
 
 static void warm_complete(napi_env env, napi_status status, void* data) {
