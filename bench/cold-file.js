@@ -74,8 +74,11 @@ async function serverMain (dir) {
   const eld = monitorEventLoopDelay({ resolution: 5 })
   eld.enable()
   app.get('/__bench/stats', async () => app.zeroCopy.stats())
+  let faults = process.resourceUsage().majorPageFault
   app.get('/__bench/eld', async () => {
-    const out = { p99Ms: eld.percentile(99) / 1e6, maxMs: eld.max / 1e6 }
+    const now = process.resourceUsage().majorPageFault
+    const out = { p99Ms: eld.percentile(99) / 1e6, maxMs: eld.max / 1e6, majorFaults: now - faults }
+    faults = now
     eld.reset()
     return out
   })
@@ -211,6 +214,8 @@ async function runVariant (name, env, dir, opts, canPin) {
       loopDelayP99b: eldB.p99Ms,
       loopDelayMaxa: eldA.maxMs,
       loopDelayMaxb: eldB.maxMs,
+      majorFaultsA: eldA.majorFaults,
+      majorFaultsB: eldB.majorFaults,
       rpsA: alone.requests / alone.durationSec,
       rpsB: busy.requests / busy.durationSec,
       hotErrors: alone.errors + busy.errors,
@@ -223,6 +228,7 @@ async function runVariant (name, env, dir, opts, canPin) {
     log(`${name}: p99 (a) ${ms(r.p99a)}, p99 (b) ${ms(r.p99b)}, ratio b/a ${r.ratio.toFixed(2)}x` +
       ` | p50 ${ms(r.p50a)} -> ${ms(r.p50b)}, max (b) ${ms(r.maxb)}, hot req/s ${r.rpsA.toFixed(0)} -> ${r.rpsB.toFixed(0)}, hot errors ${r.hotErrors}` +
       ` | event-loop delay p99 ${ms(r.loopDelayP99a)} -> ${ms(r.loopDelayP99b)}, max ${ms(r.loopDelayMaxa)} -> ${ms(r.loopDelayMaxb)}` +
+      `, server major page faults ${r.majorFaultsA} -> ${r.majorFaultsB}` +
       ` | cold downloads ${r.coldDownloads} (${r.coldMsPerDownload.toFixed(0)} ms each, errors ${r.coldErrors}), pool reads ${r.poolReads} (${((r.poolBytes ?? 0) / MiB).toFixed(0)} MiB)`)
     return r
   } finally {
