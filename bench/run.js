@@ -36,6 +36,8 @@ function usage () {
   --out DIR            results folder (default: bench/results)
   --no-install         never apt-get install wrk / nginx-light
   --no-pin             do not pin with taskset
+  --cold / --no-cold   run the cold-file case (bench/cold-file.js: hot 4 KiB p99 alone and while
+                       64 MiB files are fetched cold, residency check on and off); default: full only
   -h, --help`
 }
 
@@ -80,6 +82,8 @@ function parseArgs (argv) {
     else if (a === '--out') o.out = path.resolve(next())
     else if (a === '--no-install') o.install = false
     else if (a === '--no-pin') o.pin = false
+    else if (a === '--cold') o.cold = true
+    else if (a === '--no-cold') o.cold = false
     else if (a === '-h' || a === '--help') { console.log(usage()); process.exit(0) }
     else throw new Error(`unknown option ${a}\n${usage()}`)
   }
@@ -87,6 +91,7 @@ function parseArgs (argv) {
   o.duration = o.duration || (o.quick ? 1 : 5)
   o.warmup = o.warmup !== undefined ? o.warmup : (o.quick ? 1 : 2)
   o.warmupEveryConfig = !o.quick
+  if (o.cold === undefined) o.cold = !o.quick && o.configs === undefined && o.servers === undefined
   return o
 }
 
@@ -404,7 +409,17 @@ async function main () {
     warmup: opt.warmup > 0 ? `${opt.warmup} s ${opt.warmupEveryConfig ? 'per config and server' : 'once per server'}` : 'none'
   }
   const shownServers = SERVERS.filter((s) => configs.some((c) => results[c.id] && results[c.id][s.id]))
-  const ctx = { configs, allConfigs: CONFIGS, servers: SERVERS, results, meta, excluded, notes, pluginStats }
+  // The cold-file case: its own servers and load (bench/cold-file.js).
+  let cold = null
+  if (opt.cold && runLoad) {
+    log('cold-file case: hot 4 KiB p99 alone and during cold 64 MiB downloads (residency check on, then off)')
+    try {
+      cold = await require('./cold-file')({ durationSec: opt.quick ? 4 : 10, log: (m) => log(m) })
+    } catch (err) {
+      notes.push(`cold-file case failed: ${err.message}`)
+    }
+  }
+  const ctx = { configs, allConfigs: CONFIGS, servers: SERVERS, results, meta, excluded, notes, pluginStats, cold }
   const md = report.markdown(ctx)
   process.stdout.write('\n' + md + '\n')
 

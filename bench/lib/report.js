@@ -151,6 +151,24 @@ function markdown (ctx) {
     out.push('')
   }
 
+  if (ctx.cold && (ctx.cold.on || ctx.cold.off)) {
+    const c = ctx.cold
+    out.push('## Cold files: hot 4 KiB p99 while 64 MiB files are fetched cold')
+    out.push('')
+    out.push(`${c.setup.connections} connections fetch a cached 4 KiB file for ${c.setup.durationSec} s, (a) alone, (b) while ${c.setup.coldClients} clients download a ${c.setup.fileMiB} MiB file, the page cache dropped before each download (${c.setup.dropCache}); ${c.setup.pinned}. Target: p99 (b) ≤ 2× p99 (a).`)
+    out.push('')
+    const rows = []
+    for (const key of ['on', 'off']) {
+      const r = c[key]
+      if (!r) continue
+      rows.push([key === 'on' ? 'residency check on (default)' : 'check off (`FASTIFY_ZERO_COPY_COLD_CHECK=0`)',
+        fmtFixed(r.p99a, 2), fmtFixed(r.p99b, 2), fmtX(r.ratio), fmtInt(r.rpsA), fmtInt(r.rpsB),
+        fmtFixed(r.loopDelayMaxb, 1), String(r.coldDownloads), r.poolReads == null ? 'n/a' : String(r.poolReads)])
+    }
+    out.push(table(['plugin', 'p99 (a) ms', 'p99 (b) ms', '(b) ÷ (a)', 'hot req/s (a)', 'hot req/s (b)', 'event-loop delay max (b) ms', 'cold downloads', 'pool reads'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']))
+    out.push('')
+  }
+
   out.push('## Targets (informational)')
   out.push('')
   for (const t of targets(ctx)) out.push(`- ${t}`)
@@ -216,6 +234,7 @@ function targets (ctx) {
   lines.push(reqTarget('4k', 'static', '@fastify/static', 5))
   lines.push(reqTarget('4k', 'memory', 'Fastify-from-memory', 1))
   lines.push(reqTarget('64k', 'static', '@fastify/static', 6))
+  lines.push(reqTarget('64k', 'memory', 'Fastify-from-memory', 1.2))
   lines.push(cpuTarget('1m', 1.15))
   lines.push(cpuTarget('64m', 1.15))
   {
@@ -226,6 +245,12 @@ function targets (ctx) {
       const s = S('64m-mem', 'zero-copy')
       lines.push(`${verdict(s.peakOverIdleMiB <= 4)} ${label}: peak ${fmtFixed(s.peakRssMiB, 1)} MiB, idle ${fmtFixed(s.idleRssMiB, 1)} MiB (+${fmtFixed(s.peakOverIdleMiB, 1)} MiB, worst round)`)
     }
+  }
+  {
+    const label = 'cold files: hot 4 KiB p99 while 64 MiB files are fetched cold ≤ 2× its p99 alone'
+    const r = ctx.cold && ctx.cold.on
+    if (!r) lines.push(`N/A ${label} — not run (full mode, or --cold)`)
+    else lines.push(`${verdict(r.ratio <= 2)} ${label}: ${fmtX(r.ratio)} (${fmtFixed(r.p99b, 2)} vs ${fmtFixed(r.p99a, 2)} ms; check off: ${ctx.cold.off ? fmtX(ctx.cold.off.ratio) : 'n/a'})`)
   }
   return lines
 }
