@@ -160,6 +160,11 @@ export class FileBody extends Readable {
   /** The sendfile path sent everything and ended the response. */
   endAfterSendfile (): void {
     this.settled = true
+    // Nobody reads a direct body: let the fd and lease go now.
+    if (this.direct) {
+      this.destroy()
+      return
+    }
     this.push(null)
     this.resume() // 'end' is what tells Fastify the payload is done
   }

@@ -9,7 +9,7 @@ export interface NativeBinding {
   openDirectory (dirPath: string): number
   close (fd: number): number
   sendfileBurst (sock: number, file: number, offset: number, end: number, budget: number, sentOut: Float64Array, lease: number,
-    header?: string, warmEnd?: number): number
+    header?: string, warmEnd?: number, tupleCache?: Uint8Array): number
   transferStart (sock: number, file: number, offset: number, end: number, timeoutMs: number, lease: number,
     callback: (status: number, sent: number, coldReads: number, coldBytes: number, syscall: string) => void,
     warmEnd: number, cold: number): object | number

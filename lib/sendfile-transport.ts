@@ -27,6 +27,18 @@ const NO_CHECK = -1
 
 interface StreamHandle { fd?: number, writeQueueSize?: number }
 
+// Per connection, its address pair as native code saw it once (the lease's
+// drain watch needs it for every response; it never changes).
+const addressCaches = new WeakMap<Socket, Uint8Array>()
+function addressCacheOf (socket: Socket): Uint8Array {
+  let cache = addressCaches.get(socket)
+  if (cache === undefined) {
+    cache = new Uint8Array(8 + 256) // a flag, then two sockaddr_storage
+    addressCaches.set(socket, cache)
+  }
+  return cache
+}
+
 /** Why this socket cannot take sendfile: TLS, or no kernel fd (inject); null if it can. */
 export function socketFallback (socket: Socket): FallbackReason | null {
   if ((socket as { encrypted?: boolean }).encrypted === true) return 'tls'
@@ -90,7 +102,7 @@ function burstWhenWritten (body: FileBody, res: ServerResponse, socket: Socket):
 function firstBurst (body: FileBody, res: ServerResponse, socket: Socket, sock: number, header: string | null, warmEnd = 0, cold = false): void {
   const { job } = body
   const rc = native.binding!.sendfileBurst(sock, job.fd, body.position, job.end, BURST_BUDGET, sentOut, job.lease,
-    header ?? undefined, coldCheck ? warmEnd : NO_CHECK)
+    header ?? undefined, coldCheck ? warmEnd : NO_CHECK, job.lease > 0 ? addressCacheOf(socket) : undefined)
   if (rc === STATUS_COLD) {
     // Nothing sent, not even the header: the pages come in off the loop first.
     readIn(body, res, socket, sock, header, sentOut[2], sentOut[3])

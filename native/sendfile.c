@@ -70,8 +70,41 @@ static ssize_t send_header(int sock, const char* header, size_t length) {
   return (ssize_t)sent;
 }
 
+/* The connection's address pair, for the lease's drain watch. A
+ * connection's pair never changes, so JS keeps one Uint8Array per socket
+ * and the two syscalls happen once per connection, not per response:
+ * cache[0] = 1 when cache[8..] holds the pair, 2 when it has none (a Unix
+ * socket). Without a usable cache, asks the kernel. */
+static int tuple_of_cached(napi_env env, napi_value cache, int sock,
+                           zc_tuple_t* tuple) {
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  uint8_t* bytes;
+  int rc;
+  if (napi_get_typedarray_info(env, cache, &type, &length, &data, NULL,
+                               NULL) != napi_ok ||
+      type != napi_uint8_array || length < 8 + sizeof(*tuple))
+    return zc_tuple_of(sock, tuple);
+  bytes = data;
+  if (bytes[0] == 1) {
+    memcpy(tuple, bytes + 8, sizeof(*tuple));
+    return 0;
+  }
+  if (bytes[0] == 2) return -EAFNOSUPPORT;
+  rc = zc_tuple_of(sock, tuple);
+  if (rc == 0) {
+    memcpy(bytes + 8, tuple, sizeof(*tuple));
+    bytes[0] = 1;
+  } else if (rc == -EAFNOSUPPORT) {
+    bytes[0] = 2;
+  }
+  return rc;
+}
+
 /* sendfileBurst(sock, file, offset, end, budget, out: Float64Array(4),
- *               lease, header?: string, warmEnd?: number)
+ *               lease, header?: string, warmEnd?: number,
+ *               tupleCache?: Uint8Array)
  *   -> 0 done | ZC_EOF | ZC_LEASE_* | ZC_COLD | -errno;
  * out[0] = body bytes sent, out[1] = header bytes sent (latin1, as Node
  * writes headers). The body starts only once the whole header is out.
@@ -82,8 +115,8 @@ static ssize_t send_header(int sock, const char* header, size_t length) {
  * out[3] = offset and length to read in first (coldRead); if so, out[2] =
  * the new warmEnd (the pages below it are known to be cached). */
 static napi_value sendfile_burst(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
-  napi_value argv[9];
+  size_t argc = 10;
+  napi_value argv[10];
   napi_typedarray_type type;
   napi_valuetype header_type;
   size_t length;
@@ -126,7 +159,8 @@ static napi_value sendfile_burst(napi_env env, napi_callback_info info) {
   lease = zc_arg_int32(env, argv[6]);
   memset(&link, 0, sizeof(link));
   link.sock = zc_arg_int32(env, argv[0]);
-  if (lease > 0 && zc_tuple_of(link.sock, &tuple) == 0) first_send = &tuple;
+  if (lease > 0 && tuple_of_cached(env, argv[9], link.sock, &tuple) == 0)
+    first_send = &tuple;
   if (!zc_lease_link(lease, &link, first_send))
     return zc_int32(env, ZC_LEASE_BROKEN);
 
