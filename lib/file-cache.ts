@@ -126,7 +126,11 @@ export class FileCache {
 
     const file = this.openRetryingEMFILE(resolved, symlinksAnywhere)
     this.stats.cache.misses++
-    if (!file.isFile) return new OpenFileRef(file, resolved, symlinksAnywhere, this, null, false)
+    if (!file.isFile) {
+      // A folder (or a device...) now where a file was described.
+      if (entry !== undefined) this.drop(entry, 'replaced')
+      return new OpenFileRef(file, resolved, symlinksAnywhere, this, null, false)
+    }
     if (entry !== undefined) {
       // Described, but its fd was given back: the same file keeps its headers.
       if (sameFile(entry.file, file) && sameContent(entry.file, file)) {
