@@ -7,7 +7,7 @@ import { resolvePluginOptions, resolveCallOptions, type ResolvedOptions } from '
 import { resolveRequestPath } from './lib/resolve-path'
 import { RootDirectories } from './lib/open-file'
 import { FileCache, type OpenFileRef } from './lib/file-cache'
-import type { ServeCore, RespondExtras } from './lib/serve-core'
+import type { ServeCore, RespondExtras, OpenablePath } from './lib/serve-core'
 import { registerStaticRoutes } from './lib/serve'
 import { planFileResponse, appMayOverride, type RequestFacts, type ResponsePlan } from './lib/plan-response'
 import { native } from './lib/native'
@@ -89,20 +89,26 @@ function sendFile (reply: FastifyReply, state: PluginState, filePath: string, ca
       return
     }
     // 2. Open it and describe it from the same fd (or find it open in the cache).
-    let ref: OpenFileRef
-    try {
-      ref = state.files.open(resolved, options.allowSymlinksOutsideRoot)
-    } catch (err) {
-      sendOpenError(reply, err as Error)
-      return
-    }
-    if (!ref.file.isFile) {
-      ref.release()
-      reply.send(new FST_ZEROCOPY_NOT_FOUND())
-      return
-    }
-    respond(reply, state, ref, resolved.kind === 'beneath' ? resolved.relative : resolved.path, options)
+    const ref = openRegularFile(reply, state, resolved, options.allowSymlinksOutsideRoot)
+    if (ref !== null) respond(reply, state, ref, resolved.kind === 'beneath' ? resolved.relative : resolved.path, options)
   })
+}
+
+/** The open regular file, or null once the error (404, 403, 503...) is sent. */
+function openRegularFile (reply: FastifyReply, state: PluginState, resolved: OpenablePath, symlinksAnywhere: boolean): OpenFileRef | null {
+  let ref: OpenFileRef
+  try {
+    ref = state.files.open(resolved, symlinksAnywhere)
+  } catch (err) {
+    sendOpenError(reply, err as Error)
+    return null
+  }
+  if (!ref.file.isFile) {
+    ref.release()
+    reply.send(new FST_ZEROCOPY_NOT_FOUND())
+    return null
+  }
+  return ref
 }
 
 // A pipelined response queued behind another opens its file only once it
@@ -150,19 +156,8 @@ function respond (reply: FastifyReply, state: PluginState, ref: OpenFileRef, dis
     if (stale && !retried) {
       ref.invalidate(lease === LEASE_STALE ? 'changed' : 'lease')
       ref.release()
-      let fresh: OpenFileRef
-      try {
-        fresh = state.files.open(ref.resolved, ref.symlinksAnywhere)
-      } catch (err) {
-        sendOpenError(reply, err as Error)
-        return
-      }
-      if (!fresh.file.isFile) {
-        fresh.release()
-        reply.send(new FST_ZEROCOPY_NOT_FOUND())
-        return
-      }
-      respond(reply, state, fresh, displayPath, options, extras, true)
+      const fresh = openRegularFile(reply, state, ref.resolved, ref.symlinksAnywhere)
+      if (fresh !== null) respond(reply, state, fresh, displayPath, options, extras, true)
       return
     }
     if (lease > 0) {

@@ -446,49 +446,31 @@ test('per-call root that does not exist or is a file: 404, no leak', async (t) =
 // Resource growth: lib/open-file.ts RootDirectories keeps one O_PATH fd per
 // distinct root string until app.close(); per-call roots chosen per request
 // (a folder per tenant or user) grow the process's fds without bound.
-test('many distinct per-call roots do not accumulate open fds', async (t) => {
-  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'zc-roots-'))
-  t.after(() => fs.rmSync(base, { recursive: true, force: true }))
-  for (let i = 0; i < 50; i++) {
-    fs.mkdirSync(path.join(base, `r${i}`))
-    fs.writeFileSync(path.join(base, `r${i}`, 'f.txt'), 'x')
-  }
-  const app = await startServer(t, { root: base }, {
-    route (app) {
-      app.get('/r/:i', (req, reply) => reply.sendFileZeroCopy('f.txt', { root: path.join(base, `r${req.params.i}`) }))
+for (const cache of [undefined, false]) {
+  test(`many distinct per-call roots do not accumulate open fds${cache === false ? ' (cache: false: none at all)' : ''}`, async (t) => {
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), 'zc-roots-'))
+    t.after(() => fs.rmSync(base, { recursive: true, force: true }))
+    for (let i = 0; i < 50; i++) {
+      fs.mkdirSync(path.join(base, `r${i}`))
+      fs.writeFileSync(path.join(base, `r${i}`, 'f.txt'), 'x')
     }
+    const app = await startServer(t, { root: base, cache }, {
+      route (app) {
+        app.get('/r/:i', (req, reply) => reply.sendFileZeroCopy('f.txt', { root: path.join(base, `r${req.params.i}`) }))
+      }
+    })
+    assert.equal((await get(app, '/r/0')).status, 200)
+    // The open-file cache keeps each served file's fd (bounded by maxFds,
+    // counted in its stats); the roots' own handles must not add up.
+    const outsideCache = () => openFdCount() - app.zeroCopy.stats().cache.fds
+    const before = outsideCache()
+    for (let i = 1; i < 50; i++) assert.equal((await get(app, `/r/${i}`)).status, 200)
+    await eventually(() => outsideCache() <= before + 5, { timeoutMs: 1000 })
+    const grown = outsideCache() - before
+    assert.ok(grown <= 5, `${grown} fds more after 49 distinct per-call roots`)
+    assert.equal(app.zeroCopy.stats().cache.fds, cache === false ? 0 : 50, 'one cached fd per file, or none')
   })
-  assert.equal((await get(app, '/r/0')).status, 200)
-  // The open-file cache keeps each served file's fd (bounded by maxFds,
-  // counted in its stats); the roots' own handles must not add up.
-  const outsideCache = () => openFdCount() - app.zeroCopy.stats().cache.fds
-  const before = outsideCache()
-  for (let i = 1; i < 50; i++) assert.equal((await get(app, `/r/${i}`)).status, 200)
-  await eventually(() => outsideCache() <= before + 5, { timeoutMs: 1000 })
-  const grown = outsideCache() - before
-  assert.ok(grown <= 5, `${grown} fds more after 49 distinct per-call roots`)
-  assert.equal(app.zeroCopy.stats().cache.fds, 50, 'one cached fd per file')
-})
-
-test('with cache: false, many distinct per-call roots do not accumulate open fds at all', async (t) => {
-  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'zc-roots-'))
-  t.after(() => fs.rmSync(base, { recursive: true, force: true }))
-  for (let i = 0; i < 50; i++) {
-    fs.mkdirSync(path.join(base, `r${i}`))
-    fs.writeFileSync(path.join(base, `r${i}`, 'f.txt'), 'x')
-  }
-  const app = await startServer(t, { root: base, cache: false }, {
-    route (app) {
-      app.get('/r/:i', (req, reply) => reply.sendFileZeroCopy('f.txt', { root: path.join(base, `r${req.params.i}`) }))
-    }
-  })
-  assert.equal((await get(app, '/r/0')).status, 200)
-  const before = openFdCount()
-  for (let i = 1; i < 50; i++) assert.equal((await get(app, `/r/${i}`)).status, 200)
-  await eventually(() => openFdCount() <= before + 5, { timeoutMs: 1000 })
-  const grown = openFdCount() - before
-  assert.ok(grown <= 5, `${grown} fds more after 49 distinct per-call roots`)
-})
+}
 
 test('the plugin keeps no fd per request: one cached fd per file, none for a directory', async (t) => {
   const app = await startServer(t)
