@@ -55,7 +55,7 @@ test('bodies leave through sendfile(2) only, with no read or write of their byte
   process.kill(serverPid, 'SIGTERM')
   await exited
 
-  const lines = fs.readFileSync(trace, 'utf8').split('\n')
+  const lines = joinInterrupted(fs.readFileSync(trace, 'utf8').split('\n'))
   // fds the server opened for the served files
   const fileFds = new Set()
   for (const line of lines) {
@@ -90,3 +90,27 @@ test('bodies leave through sendfile(2) only, with no read or write of their byte
   assert.equal(stats.bytes.sendfile, total)
   console.log(`sendfile calls: ${sendfileCalls} for ${total} bytes; bytes written by write/writev: ${written}`)
 })
+
+// strace -f splits a call that another traced thread interrupts (the
+// lease thread's pipe read, a pool thread's read-ahead) into
+// `PID call(args <unfinished ...>` and later `PID <... call resumed>rest`:
+// join them back into one line per call.
+function joinInterrupted (lines) {
+  const pending = new Map()
+  const out = []
+  for (const line of lines) {
+    const unfinished = /^(\d+)\s+(.*) <unfinished \.\.\.>$/.exec(line)
+    if (unfinished) {
+      pending.set(unfinished[1], `${unfinished[1]} ${unfinished[2]}`)
+      continue
+    }
+    const resumed = /^(\d+)\s+<\.\.\. \w+ resumed>(.*)$/.exec(line)
+    if (resumed && pending.has(resumed[1])) {
+      out.push(pending.get(resumed[1]) + resumed[2])
+      pending.delete(resumed[1])
+      continue
+    }
+    out.push(line)
+  }
+  return out
+}
