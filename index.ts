@@ -182,7 +182,6 @@ function respond (reply: FastifyReply, state: PluginState, ref: OpenFileRef, dis
   // 5. Send the body as a stream payload: Fastify runs its onSend hooks and
   // pipes it into the response, where it takes the zero-copy path if the
   // connection allows it (lib/file-body.ts).
-  setPlannedHeaders(reply, plan, extras)
   const fallback = fallbackReason(reply, options)
   const body = new FileBody({
     reply, fd: file.fd, release: ref, filePath: displayPath, start: plan.start, end: plan.end,
@@ -190,14 +189,25 @@ function respond (reply: FastifyReply, state: PluginState, ref: OpenFileRef, dis
   })
   // Nothing could see or change the payload on its way (no onSend hook, no
   // trailers): skip the stream-payload machinery, which costs about as much
-  // as the rest of a small response. onResponse hooks and the request log
-  // still run: Fastify watches the response's end for them.
+  // as the rest of a small response, and put the headers straight on the
+  // response. onResponse hooks and the request log still run: Fastify
+  // watches the response's end for them.
   if (fallback === null && reply.raw.socket !== null && payloadIsOursAlone(reply)) {
     reply.hijack()
-    body.sendDirect(reply.getHeaders(), reply.statusCode)
+    body.sendDirect(plannedHeaders(reply.getHeaders(), plan, extras), plan.status)
     return
   }
+  setPlannedHeaders(reply, plan, extras)
   reply.send(body)
+}
+
+// setPlannedHeaders' rules, applied to a copy of the reply's headers.
+function plannedHeaders (headers: Record<string, unknown>, plan: ResponsePlan, extras: RespondExtras | undefined): Record<string, unknown> {
+  if (extras?.headers !== undefined) Object.assign(headers, extras.headers)
+  for (const name in plan.headers) {
+    if (!(appMayOverride.includes(name) && headers[name] !== undefined)) headers[name] = plan.headers[name]
+  }
+  return headers
 }
 
 // A plain GET/HEAD of a cached file (no conditional, no Range, no app
