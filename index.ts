@@ -124,7 +124,14 @@ function whenTurn (reply: FastifyReply, fn: () => void): void {
 function respond (reply: FastifyReply, state: PluginState, ref: OpenFileRef, displayPath: string, options: ResolvedOptions,
   extras?: RespondExtras, retried = false): void {
   const { file } = ref
-  extras?.beforeHeaders?.(file)
+  try {
+    extras?.beforeHeaders?.(file)
+  } catch (err) {
+    // An app's setHeaders threw: the file goes back, Fastify sends the error.
+    ref.release()
+    reply.send(err)
+    return
+  }
 
   // 3. Status, headers and byte range (conditionals, Range, slice).
   const request = reply.request.raw

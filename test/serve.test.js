@@ -221,6 +221,18 @@ test('preCompressed: the sibling is chosen by Accept-Encoding, typed as the orig
   assert.ok(await eventually(() => seen.filter((s) => s.transport === 'sendfile').length === 4))
 })
 
+test('setHeaders that throws: a 500 through Fastify, and the file is not left open', async (t) => {
+  // maxFds 0: an idle cache entry closes its fd, so an fd still open here
+  // would be one a response never gave back.
+  const { app, get } = await serve(t, { setHeaders () { throw new Error('setHeaders failed') }, cache: { maxFds: 0 } })
+  for (let i = 0; i < 3; i++) {
+    const res = await get('/readme.txt')
+    assert.equal(res.status, 500)
+    assert.match(res.body.toString(), /setHeaders failed/)
+  }
+  assert.ok(await eventually(() => app.zeroCopy.stats().cache.fds === 0), `fds held: ${app.zeroCopy.stats().cache.fds}`)
+})
+
 test('prefix: with and without a trailing slash, prefixAvoidTrailingSlash', async (t) => {
   const { get } = await serve(t, { prefix: '/a' })
   assert.deepEqual((await get('/a/readme.txt')).body, file('readme.txt'))
