@@ -100,7 +100,10 @@ export class FileCache {
     private readonly roots: RootDirectories,
     private readonly stats: ZeroCopyStats
   ) {
-    this.fdLimit = limits === false ? 0 : limits.maxFds
+    // Never more than an eighth of the process's fd limit: sockets, their
+    // dups and leases need fds too, and some places that run out of them
+    // (libuv's accept) cannot ask the cache to give some back.
+    this.fdLimit = limits === false ? 0 : Math.min(limits.maxFds, Math.floor(openFileLimit() / 8))
     this.stopListening = limits !== false && native.binding !== null
       ? onLeaseEvent((handle, kind) => {
         if (kind !== LEASE_EVENT_BREAK) return
@@ -278,6 +281,17 @@ export class FileCache {
   private publishCounts (): void {
     this.stats.cache.files = this.entries.size
     this.stats.cache.fds = this.fds
+  }
+}
+
+/** The soft RLIMIT_NOFILE (Linux: /proc/self/limits), or Infinity when unknown. */
+function openFileLimit (): number {
+  try {
+    const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
+    const soft = Number(line?.split(/\s+/)[3])
+    return Number.isFinite(soft) && soft > 0 ? soft : Infinity
+  } catch {
+    return Infinity
   }
 }
 
