@@ -201,20 +201,13 @@ function respond (reply: FastifyReply, state: PluginState, ref: OpenFileRef, dis
   // watches the response's end for them.
   if (fallback === null && reply.raw.socket !== null && payloadIsOursAlone(reply)) {
     reply.hijack()
-    body.sendDirect(plannedHeaders(reply.getHeaders(), plan, extras), plan.status)
+    const headers = reply.getHeaders()
+    applyPlannedHeaders(plan, extras, (name) => headers[name] !== undefined, (name, value) => { headers[name] = value })
+    body.sendDirect(headers, plan.status)
     return
   }
   setPlannedHeaders(reply, plan, extras)
   reply.send(body)
-}
-
-// setPlannedHeaders' rules, applied to a copy of the reply's headers.
-function plannedHeaders (headers: Record<string, unknown>, plan: ResponsePlan, extras: RespondExtras | undefined): Record<string, unknown> {
-  if (extras?.headers !== undefined) Object.assign(headers, extras.headers)
-  for (const name in plan.headers) {
-    if (!(appMayOverride.includes(name) && headers[name] !== undefined)) headers[name] = plan.headers[name]
-  }
-  return headers
 }
 
 // A plain GET/HEAD of a cached file (no conditional, no Range, no app
@@ -257,11 +250,19 @@ function serveCore (state: PluginState): ServeCore {
 }
 
 function setPlannedHeaders (reply: FastifyReply, plan: ResponsePlan, extras: RespondExtras | undefined): void {
-  if (extras?.headers !== undefined) reply.headers(extras.headers)
-  for (const name in plan.headers) {
-    if (!(appMayOverride.includes(name) && reply.hasHeader(name))) reply.header(name, plan.headers[name])
-  }
+  applyPlannedHeaders(plan, extras, (name) => reply.hasHeader(name), (name, value) => reply.header(name, value))
   reply.code(plan.status)
+}
+
+// The one rule for a file response's headers, on the reply or (direct
+// path) on a copy of its headers: extras first, then the plan's, except
+// those the app may set and already has.
+function applyPlannedHeaders (plan: ResponsePlan, extras: RespondExtras | undefined,
+  has: (name: string) => boolean, set: (name: string, value: string) => void): void {
+  if (extras?.headers !== undefined) for (const name in extras.headers) set(name, extras.headers[name])
+  for (const name in plan.headers) {
+    if (!(appMayOverride.includes(name) && has(name))) set(name, plan.headers[name])
+  }
 }
 
 // sendfile needs our addon, a plain HTTP/1.x response, and the kernel fd
