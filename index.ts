@@ -6,10 +6,11 @@ import type { FastifyZeroCopyOptions, SendFileZeroCopyOptions, ZeroCopyStats } f
 import { resolvePluginOptions, resolveCallOptions, type ResolvedOptions } from './lib/options'
 import { resolveRequestPath } from './lib/resolve-path'
 import { RootDirectories } from './lib/open-file'
-import { FileCache, type OpenFileRef } from './lib/file-cache'
+import { FileCache, type OpenFileRef, type InvalidationCause } from './lib/file-cache'
+import { DigestStore } from './lib/digest'
 import type { ServeCore, RespondExtras, OpenablePath } from './lib/serve-core'
 import { registerStaticRoutes } from './lib/serve'
-import { planFileResponse, appMayOverride, type RequestFacts, type ResponsePlan } from './lib/plan-response'
+import { planFileResponse, appMayOverride, type RequestFacts, type ResponsePlan, type FileFacts } from './lib/plan-response'
 import { native } from './lib/native'
 import { newStats, snapshot, type FallbackReason } from './lib/stats'
 import { socketFallback } from './lib/sendfile-transport'
@@ -25,6 +26,8 @@ interface PluginState {
   options: ResolvedOptions
   roots: RootDirectories
   files: FileCache
+  /** Content digests for etag: 'digest', by file version. */
+  digests: DigestStore
   stats: ZeroCopyStats
   leaseLog: LeaseLog | null
 }
@@ -39,6 +42,7 @@ async function zeroCopyPlugin (fastify: FastifyInstance, pluginOptions: FastifyZ
     options,
     roots,
     files: new FileCache(options.cache, roots, stats),
+    digests: new DigestStore(options.cache === false ? 1000 : options.cache.maxFiles, stats),
     stats,
     leaseLog: native.binding !== null ? new LeaseLog(fastify.log) : null
   }
@@ -64,6 +68,7 @@ async function zeroCopyPlugin (fastify: FastifyInstance, pluginOptions: FastifyZ
   }
   fastify.addHook('onClose', async () => {
     state.files.closeAll()
+    state.digests.clear()
     state.roots.closeAll()
     state.leaseLog?.close()
     // Leases are shared process-wide; the idle ones need not outlive us.
@@ -124,6 +129,32 @@ function whenTurn (reply: FastifyReply, fn: () => void): void {
 function respond (reply: FastifyReply, state: PluginState, ref: OpenFileRef, displayPath: string, options: ResolvedOptions,
   extras?: RespondExtras, retried = false): void {
   const { file } = ref
+  // etag: 'digest': the tag is made of this version's bytes. Its first
+  // requests wait for the hash (read and hashed on the thread pool, never
+  // on the event loop), so no response goes out with a tag other than the
+  // one every later response will carry.
+  let digest: string | null | undefined
+  if (options.etag === 'digest') {
+    digest = state.digests.lookup(file)
+    if (digest === undefined) {
+      state.digests.compute(file).then((computed) => {
+        if (clientGone(reply)) ref.release()
+        // Changed while it was read: describe it again, once.
+        else if (computed === null && !retried) describeAgain(reply, state, ref, 'changed', displayPath, options, extras)
+        else respondWithDigest(reply, state, ref, displayPath, options, extras, retried, computed)
+      }, (err) => {
+        ref.release()
+        reply.send(err)
+      })
+      return
+    }
+  }
+  respondWithDigest(reply, state, ref, displayPath, options, extras, retried, digest)
+}
+
+function respondWithDigest (reply: FastifyReply, state: PluginState, ref: OpenFileRef, displayPath: string, options: ResolvedOptions,
+  extras: RespondExtras | undefined, retried: boolean, digest: string | null | undefined): void {
+  const { file } = ref
   try {
     extras?.beforeHeaders?.(file)
   } catch (err) {
@@ -137,7 +168,9 @@ function respond (reply: FastifyReply, state: PluginState, ref: OpenFileRef, dis
   const request = reply.request.raw
   const facts: RequestFacts = { method: request.method ?? 'GET', headers: request.headers, status: reply.statusCode }
   const typePath = extras?.typePath ?? displayPath
-  const plan = planWithCache(facts, ref, typePath, options)
+  const coding = extras?.headers?.['content-encoding']
+  const fileFacts: FileFacts = digest === undefined && coding === undefined ? file : { size: file.size, mtimeMs: file.mtimeMs, digest, coding }
+  const plan = planWithCache(facts, ref, fileFacts, typePath, options)
   if (!plan.body) {
     setPlannedHeaders(reply, plan, extras)
     ref.release()
@@ -161,10 +194,7 @@ function respond (reply: FastifyReply, state: PluginState, ref: OpenFileRef, dis
     // written now: describe the file again, once.
     const stale = lease === LEASE_STALE || (ref.hit && lease < 0 && refusalReason(lease) === 'busy')
     if (stale && !retried) {
-      ref.invalidate(lease === LEASE_STALE ? 'changed' : 'lease')
-      ref.release()
-      const fresh = openRegularFile(reply, state, ref.resolved, ref.symlinksAnywhere)
-      if (fresh !== null) respond(reply, state, fresh, displayPath, options, extras, true)
+      describeAgain(reply, state, ref, lease === LEASE_STALE ? 'changed' : 'lease', displayPath, options, extras)
       return
     }
     if (lease > 0) {
@@ -210,9 +240,24 @@ function respond (reply: FastifyReply, state: PluginState, ref: OpenFileRef, dis
   reply.send(body)
 }
 
+// The file changed after it was described: drop what was known of it and
+// open it again (once per request: the retry passes retried = true).
+function describeAgain (reply: FastifyReply, state: PluginState, ref: OpenFileRef, cause: InvalidationCause,
+  displayPath: string, options: ResolvedOptions, extras: RespondExtras | undefined): void {
+  ref.invalidate(cause)
+  ref.release()
+  const fresh = openRegularFile(reply, state, ref.resolved, ref.symlinksAnywhere)
+  if (fresh !== null) respond(reply, state, fresh, displayPath, options, extras, true)
+}
+
+// The client left while the response waited (for a digest): nothing to send.
+function clientGone (reply: FastifyReply): boolean {
+  return (reply.raw as { destroyed?: boolean }).destroyed === true || reply.request.raw.socket?.destroyed === true
+}
+
 // A plain GET/HEAD of a cached file (no conditional, no Range, no app
 // status) gets the headers computed for its first such response.
-function planWithCache (facts: RequestFacts, ref: OpenFileRef, typePath: string, options: ResolvedOptions): ResponsePlan {
+function planWithCache (facts: RequestFacts, ref: OpenFileRef, file: FileFacts, typePath: string, options: ResolvedOptions): ResponsePlan {
   const h = facts.headers
   const plain = facts.status === 200 && h.range === undefined && h['if-none-match'] === undefined &&
     h['if-modified-since'] === undefined && h['if-match'] === undefined && h['if-unmodified-since'] === undefined &&
@@ -224,8 +269,9 @@ function planWithCache (facts: RequestFacts, ref: OpenFileRef, typePath: string,
       return { status: 200, headers, start: 0, end: size, body: facts.method === 'GET' && size > 0 }
     }
   }
-  const plan = planFileResponse(facts, ref.file, typePath, options)
-  if (plain && plan.status === 200 && plan.start === 0 && plan.end === ref.file.size) {
+  const plan = planFileResponse(facts, file, typePath, options)
+  // (A response without the digest it should carry is not a model for later ones.)
+  if (plain && plan.status === 200 && plan.start === 0 && plan.end === ref.file.size && file.digest !== null) {
     ref.rememberPlainHeaders(options, typePath, plan.headers)
   }
   return plan

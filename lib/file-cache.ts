@@ -6,16 +6,20 @@
 //    was truncated): at once, from the lease thread's event;
 //  - when a lease cannot be taken on the cached fd because the file changed
 //    under it (same inode, other size or mtime) or is open for writing;
+//  - when the fstat of its fd, done on every hit, shows another size, mtime
+//    or ctime: an in-place write is seen by the next response, whether or
+//    not a lease was held when it happened (a lease is held only while a
+//    body is sent, and O_RDONLY|O_TRUNC breaks none);
 //  - when a stat(path), done at most every `validateMs`, shows another file
-//    at the path (rename-replace), none (unlink), or another size/mtime.
-// The last rule is the freshness bound for what leases cannot see.
+//    at the path (rename-replace) or none (unlink).
+// The last rule is the freshness bound for what the fd cannot see.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type { ZeroCopyStats } from '../types/index'
 import type { CacheOptions } from './options'
 import type { FileRef, OpenablePath } from './serve-core'
-import { openFile, closeFile, type OpenedFile, type RootDirectories } from './open-file'
+import { openFile, closeFile, unchangedSince, sameVersion, type OpenedFile, type RootDirectories } from './open-file'
 import { onLeaseEvent, LEASE_EVENT_BREAK } from './lease'
 import { native } from './native'
 
@@ -119,6 +123,10 @@ export class FileCache {
     const key = keyOf(resolved, symlinksAnywhere)
     let entry = this.entries.get(key)
     if (entry !== undefined && !this.stillValid(entry)) entry = undefined
+    if (entry !== undefined && entry.file.fd >= 0 && !unchangedSince(entry.file)) {
+      this.drop(entry, 'changed')
+      entry = undefined
+    }
     if (entry !== undefined && entry.file.fd >= 0) {
       this.stats.cache.hits++
       entry.refs++
@@ -136,7 +144,7 @@ export class FileCache {
     }
     if (entry !== undefined) {
       // Described, but its fd was given back: the same file keeps its headers.
-      if (sameFile(entry.file, file) && sameContent(entry.file, file)) {
+      if (sameFile(entry.file, file) && sameVersion(entry.file, file)) {
         entry.file = file
       } else {
         this.drop(entry, sameFile(entry.file, file) ? 'changed' : 'replaced')
@@ -225,7 +233,7 @@ export class FileCache {
       const st = fs.statSync(entry.statPath, { throwIfNoEntry: false })
       if (st === undefined) cause = 'removed'
       else if (st.ino !== entry.file.ino || st.dev !== entry.file.dev) cause = 'replaced'
-      else if (st.size !== entry.file.size || st.mtimeMs !== entry.file.mtimeMs) cause = 'changed'
+      else if (!sameVersion(st, entry.file)) cause = 'changed'
     } catch {
       cause = 'removed' // ENOTDIR, EACCES...: the open will say what it is
     }
@@ -302,8 +310,4 @@ function keyOf (resolved: OpenablePath, symlinksAnywhere: boolean): string {
 
 function sameFile (a: OpenedFile, b: OpenedFile): boolean {
   return a.ino === b.ino && a.dev === b.dev
-}
-
-function sameContent (a: OpenedFile, b: OpenedFile): boolean {
-  return a.size === b.size && a.mtimeMs === b.mtimeMs
 }

@@ -8,6 +8,8 @@ export interface NativeBinding {
   openFile (dirFd: number, filePath: string, statOut: Float64Array): number
   openDirectory (dirPath: string): number
   close (fd: number): number
+  /** The open.c stat layout for an open fd; 0 or -errno. */
+  fstatFile (fd: number, statOut: Float64Array): number
   sendfileBurst (sock: number, file: number, offset: number, end: number, budget: number, sentOut: Float64Array, lease: number,
     header?: string, warmEnd?: number, tupleCache?: Uint8Array): number
   transferStart (sock: number, file: number, offset: number, end: number, timeoutMs: number, lease: number,

@@ -13,7 +13,7 @@ const fileResponseProperties = {
   root: { type: 'string', minLength: 1 },
   dotfiles: { enum: ['allow', 'deny', 'ignore'] },
   allowSymlinksOutsideRoot: { type: 'boolean' },
-  etag: { type: 'boolean' },
+  etag: { enum: [true, false, 'digest'] },
   lastModified: { type: 'boolean' },
   cacheControl: { type: 'boolean' },
   maxAge: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', minLength: 1 }] },
@@ -78,7 +78,7 @@ export interface ResolvedOptions {
   root: string | undefined
   dotfiles: 'allow' | 'deny' | 'ignore'
   allowSymlinksOutsideRoot: boolean
-  etag: boolean
+  etag: boolean | 'digest'
   lastModified: boolean
   /** The Cache-Control value to send, or null when the option is off. */
   cacheControl: string | null

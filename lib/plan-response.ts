@@ -4,11 +4,18 @@
 import type { ResolvedOptions } from './options'
 import { evaluateConditionals, ifRangeAllowsRange, type ConditionalHeaders } from './conditional'
 import { parseRange, contentRangeHeader, unsatisfiedRangeHeader } from './range'
-import { strongEtag } from './etag'
+import { statEtag, digestEtag } from './etag'
 import { contentTypeFor } from './content-type'
 import { attachmentHeader } from './content-disposition'
 
-export interface FileFacts { size: number, ino: number, mtimeMs: number }
+export interface FileFacts {
+  size: number
+  mtimeMs: number
+  /** With etag: 'digest', the content digest of this version (lib/digest.ts); null when it could not be made. */
+  digest?: string | null
+  /** The Content-Encoding of a pre-compressed sibling sent for the file. */
+  coding?: string
+}
 
 export interface RequestFacts {
   method: string
@@ -34,13 +41,16 @@ export const appMayOverride = ['content-type', 'cache-control', 'content-disposi
 // 36): keep the last few hundred. The key is what they are made of, so a
 // changed file never gets a stale entry.
 const MEMO_LIMIT = 512
-const validatorMemo = new Map<string, { etag: string, lastModified: string }>()
+const validatorMemo = new Map<string, { etag: string | undefined, lastModified: string }>()
 
-function validatorsOf (file: FileFacts): { etag: string, lastModified: string } {
-  const key = `${file.ino}:${file.size}:${file.mtimeMs}`
+function validatorsOf (file: FileFacts): { etag: string | undefined, lastModified: string } {
+  const key = `${file.size}:${file.mtimeMs}:${file.coding}:${file.digest}`
   let validators = validatorMemo.get(key)
   if (validators === undefined) {
-    validators = { etag: strongEtag(file), lastModified: new Date(file.mtimeMs).toUTCString() }
+    // A digest that could not be made (I/O error, or the file kept
+    // changing while it was read) gives no tag rather than a guess.
+    const etag = file.digest === undefined ? statEtag(file, file.coding) : file.digest === null ? undefined : digestEtag(file.digest)
+    validators = { etag, lastModified: new Date(file.mtimeMs).toUTCString() }
     if (validatorMemo.size >= MEMO_LIMIT) validatorMemo.delete(validatorMemo.keys().next().value as string)
     validatorMemo.set(key, validators)
   }
@@ -63,7 +73,7 @@ export function planFileResponse (request: RequestFacts, file: FileFacts, filePa
   let etag: string | undefined
   let lastModified: number | undefined
   const validators = options.etag || options.lastModified ? validatorsOf(file) : null
-  if (options.etag) {
+  if (options.etag !== false && validators!.etag !== undefined) {
     etag = validators!.etag
     if (sliced) etag = sliceEtag(etag, sliceStart, sliceEnd)
     headers.etag = etag

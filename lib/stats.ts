@@ -28,7 +28,8 @@ export function newStats (): ZeroCopyStats {
       files: 0,
       fds: 0
     },
-    cold: { reads: 0, bytes: 0 }
+    cold: { reads: 0, bytes: 0 },
+    digests: { computed: 0, bytes: 0, failed: 0 }
   }
 }
 

@@ -23,9 +23,13 @@
  * same); it has no effect on regular files. */
 #define ZC_OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
 
-/* Fields written into the caller's Float64Array, in this order.
- * ST_PSEUDO: 1 when the file system makes up st_size (see below). */
-enum { ST_MODE, ST_SIZE, ST_INO, ST_MTIME_MS, ST_DEV, ST_PSEUDO, ST_FIELDS };
+/* Fields written into the caller's Float64Array, in this order (lib/open-file.ts
+ * reads them by the same names).
+ * ST_PSEUDO: 1 when the file system makes up st_size (see below).
+ * ST_CTIME_MS: no user can set ctime, so a change of it after an fstat means
+ * the inode changed, even where a writer put size and mtime back. */
+enum { ST_MODE, ST_SIZE, ST_INO, ST_MTIME_MS, ST_DEV, ST_PSEUDO, ST_CTIME_MS,
+       ST_FIELDS };
 
 /* sysfs and its kin report st_size 4096 (or 0) whatever the content, so a
  * Content-Length from fstat would be a lie and the body cut short. They live
@@ -64,9 +68,11 @@ static void copy_stat(const struct stat* st, double* out) {
   out[ST_MTIME_MS] = (double)st->st_mtim.tv_sec * 1e3 +
                      (double)st->st_mtim.tv_nsec / 1e6;
   out[ST_DEV] = (double)st->st_dev;
+  out[ST_CTIME_MS] = (double)st->st_ctim.tv_sec * 1e3 +
+                     (double)st->st_ctim.tv_nsec / 1e6;
 }
 
-/* openFile(dirfd, path, statOut: Float64Array(6)) -> fd | -errno
+/* openFile(dirfd, path, statOut: Float64Array(ST_FIELDS)) -> fd | -errno
  * dirfd < 0: path is absolute and opened as is. */
 static napi_value open_file(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -132,8 +138,31 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   return zc_int32(env, 0);
 }
 
+/* fstatFile(fd, statOut: Float64Array(ST_FIELDS)) -> 0 | -errno: the file
+ * described again from the fd it is sent from (the open-file cache asks
+ * this on every hit, so an in-place write is seen by the next response).
+ * ST_PSEUDO is left as the open found it. */
+static napi_value fstat_file(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  struct stat st;
+
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  NAPI_CALL(env, napi_get_typedarray_info(env, argv[1], &type, &length, &data,
+                                          NULL, NULL));
+  CHECK(type == napi_float64_array && length >= ST_FIELDS);
+  if (fstat(zc_arg_int32(env, argv[0]), &st) != 0)
+    return zc_int32(env, -errno);
+  copy_stat(&st, (double*)data);
+  return zc_int32(env, 0);
+}
+
 void zc_init_open(napi_env env, napi_value exports) {
   zc_export(env, exports, "openFile", open_file);
   zc_export(env, exports, "openDirectory", open_directory);
   zc_export(env, exports, "close", close_fd);
+  zc_export(env, exports, "fstatFile", fstat_file);
 }

@@ -40,7 +40,8 @@ const ZERO_STATS = {
     files: 0,
     fds: 0
   },
-  cold: { reads: 0, bytes: 0 }
+  cold: { reads: 0, bytes: 0 },
+  digests: { computed: 0, bytes: 0, failed: 0 }
 }
 
 function runNode (args, env = {}) {

@@ -134,19 +134,36 @@ test('a change while no lease is held is seen when the next lease is taken (same
   assert.equal(app.zeroCopy.stats().cache.invalidations.changed, 1)
 })
 
-test('rename-replace: within validateMs the old file is served (the freshness bound); after it, the new one', async (t) => {
+test('rename-replace of the file: seen at the next response, within validateMs (the old inode\'s ctime changes as it loses its name)', async (t) => {
   const root = tmpRoot(t)
   const file = path.join(root, 'app.js')
   fs.writeFileSync(file, 'console.log(1)\n')
-  const bound = await serve(t, root, { cache: { validateMs: 3600000 } })
-  const strict = await serve(t, root, { cache: { validateMs: 0 } })
-  assert.equal((await get(bound, '/app.js')).body.toString(), 'console.log(1)\n')
-  assert.equal((await get(strict, '/app.js')).body.toString(), 'console.log(1)\n')
+  const app = await serve(t, root, { cache: { validateMs: 3600000 } })
+  assert.equal((await get(app, '/app.js')).body.toString(), 'console.log(1)\n')
   fs.writeFileSync(file + '.tmp', 'console.log(2)\n')
   fs.renameSync(file + '.tmp', file)
-  // The deploy pattern leases cannot see: the old inode is unchanged.
-  assert.equal((await get(bound, '/app.js')).body.toString(), 'console.log(1)\n')
-  assert.equal((await get(strict, '/app.js')).body.toString(), 'console.log(2)\n')
+  assert.equal((await get(app, '/app.js')).body.toString(), 'console.log(2)\n')
+  const s = app.zeroCopy.stats()
+  assert.equal(s.cache.invalidations.changed, 1)
+  assert.equal(s.cache.invalidations.replaced, 0)
+})
+
+test('a folder swapped under the path: within validateMs the old file is served (the freshness bound); after it, the new one', async (t) => {
+  const root = tmpRoot(t)
+  fs.mkdirSync(path.join(root, 'site'))
+  fs.mkdirSync(path.join(root, 'site-next'))
+  fs.writeFileSync(path.join(root, 'site', 'app.js'), 'console.log(1)\n')
+  fs.writeFileSync(path.join(root, 'site-next', 'app.js'), 'console.log(2)\n')
+  const bound = await serve(t, root, { cache: { validateMs: 3600000 } })
+  const strict = await serve(t, root, { cache: { validateMs: 0 } })
+  assert.equal((await get(bound, '/site/app.js')).body.toString(), 'console.log(1)\n')
+  assert.equal((await get(strict, '/site/app.js')).body.toString(), 'console.log(1)\n')
+  fs.renameSync(path.join(root, 'site'), path.join(root, 'site-old'))
+  fs.renameSync(path.join(root, 'site-next'), path.join(root, 'site'))
+  // The deploy pattern neither leases nor the fd can see: the old file
+  // itself is untouched, only a folder above it moved.
+  assert.equal((await get(bound, '/site/app.js')).body.toString(), 'console.log(1)\n')
+  assert.equal((await get(strict, '/site/app.js')).body.toString(), 'console.log(2)\n')
   assert.equal(strict.zeroCopy.stats().cache.invalidations.replaced, 1)
   assert.equal(bound.zeroCopy.stats().cache.invalidations.replaced, 0)
 })

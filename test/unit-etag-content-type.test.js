@@ -2,7 +2,7 @@
 
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
-const { strongEtag } = require('../dist/lib/etag.js')
+const { statEtag, digestEtag } = require('../dist/lib/etag.js')
 const { contentTypeFor } = require('../dist/lib/content-type.js')
 const { cacheControlValue, maxAgeToSeconds } = require('../dist/lib/cache-control.js')
 
@@ -19,54 +19,66 @@ function mulberry32 (seed) {
 
 // -- etag --------------------------------------------------------------------
 
-test('strongEtag: "ino-size-mtimeMicros" in base 36', () => {
-  assert.equal(strongEtag({ ino: 0, size: 0, mtimeMs: 0 }), '"0-0-0"')
-  assert.equal(strongEtag({ ino: 35, size: 36, mtimeMs: 1 }), `"z-10-${(1000).toString(36)}"`)
+test('statEtag: "mtimeMicros-size" in base 36', () => {
+  assert.equal(statEtag({ size: 0, mtimeMs: 0 }), '"0-0"')
+  assert.equal(statEtag({ size: 36, mtimeMs: 1 }), `"${(1000).toString(36)}-10"`)
   const mtimeMs = 1700000000123.456
   assert.equal(
-    strongEtag({ ino: 1234567, size: 4096, mtimeMs }),
-    `"${(1234567).toString(36)}-${(4096).toString(36)}-${(1700000000123456).toString(36)}"`
+    statEtag({ size: 4096, mtimeMs }),
+    `"${(1700000000123456).toString(36)}-${(4096).toString(36)}"`
   )
 })
 
-test('strongEtag: mtime is rounded to whole microseconds', () => {
-  const base = { ino: 1, size: 1 }
-  assert.equal(strongEtag({ ...base, mtimeMs: 1.0004 }), strongEtag({ ...base, mtimeMs: 1 }))
-  assert.equal(strongEtag({ ...base, mtimeMs: 1.0006 }), strongEtag({ ...base, mtimeMs: 1.001 }))
-  assert.notEqual(strongEtag({ ...base, mtimeMs: 1.001 }), strongEtag({ ...base, mtimeMs: 1.002 }))
+test('statEtag: nothing host-specific (a copy with the same size and mtime has the same tag)', () => {
+  const stat = { size: 20, mtimeMs: 30 }
+  assert.equal(statEtag({ ...stat, ino: 1, dev: 2049 }), statEtag({ ...stat, ino: 99, dev: 64768 }))
 })
 
-test('strongEtag: every field changes the tag', () => {
-  const stat = { ino: 10, size: 20, mtimeMs: 30 }
-  const tag = strongEtag(stat)
-  assert.notEqual(strongEtag({ ...stat, ino: 11 }), tag)
-  assert.notEqual(strongEtag({ ...stat, size: 21 }), tag)
-  assert.notEqual(strongEtag({ ...stat, mtimeMs: 30.001 }), tag)
+test('statEtag: a pre-compressed sibling gets its own tag', () => {
+  const stat = { size: 20, mtimeMs: 30 }
+  assert.equal(statEtag(stat, 'br'), `"${(30000).toString(36)}-k-br"`)
+  assert.notEqual(statEtag(stat, 'br'), statEtag(stat))
+  assert.notEqual(statEtag(stat, 'br'), statEtag(stat, 'gzip'))
 })
 
-test('strongEtag: is a strong entity-tag (RFC 9110 §8.8.3)', () => {
+test('statEtag: mtime is rounded to whole microseconds', () => {
+  const base = { size: 1 }
+  assert.equal(statEtag({ ...base, mtimeMs: 1.0004 }), statEtag({ ...base, mtimeMs: 1 }))
+  assert.equal(statEtag({ ...base, mtimeMs: 1.0006 }), statEtag({ ...base, mtimeMs: 1.001 }))
+  assert.notEqual(statEtag({ ...base, mtimeMs: 1.001 }), statEtag({ ...base, mtimeMs: 1.002 }))
+})
+
+test('statEtag: every field changes the tag', () => {
+  const stat = { size: 20, mtimeMs: 30 }
+  const tag = statEtag(stat)
+  assert.notEqual(statEtag({ ...stat, size: 21 }), tag)
+  assert.notEqual(statEtag({ ...stat, mtimeMs: 30.001 }), tag)
+})
+
+test('statEtag and digestEtag: strong entity-tags (RFC 9110 §8.8.3)', () => {
   const etagc = /^"[\x21\x23-\x7e]*"$/
-  const tag = strongEtag({ ino: Number.MAX_SAFE_INTEGER, size: 2 ** 40, mtimeMs: Date.UTC(2100, 0) + 0.123 })
+  const tag = statEtag({ size: 2 ** 40, mtimeMs: Date.UTC(2100, 0) + 0.123 }, 'gzip')
   assert.match(tag, etagc)
   assert.ok(!tag.startsWith('W/'))
+  const digest = digestEtag(Buffer.alloc(32, 0xfb).toString('base64url'))
+  assert.match(digest, etagc)
+  assert.equal(digest.length, 45)
 })
 
-test('fuzz: strongEtag is well-formed and injective over realistic stats', () => {
+test('fuzz: statEtag is well-formed and injective over realistic stats', () => {
   const random = mulberry32(36)
   const seen = new Map()
   for (let i = 0; i < 20000; i++) {
     const stat = {
-      ino: Math.floor(random() * 2 ** 40),
       size: Math.floor(random() * 2 ** (random() < 0.5 ? 12 : 45)),
       mtimeMs: Math.floor(random() * 2e12 * 1000) / 1000
     }
-    const tag = strongEtag(stat)
-    assert.match(tag, /^"[0-9a-z]+-[0-9a-z]+-[0-9a-z]+"$/)
-    const [ino, size, micros] = tag.slice(1, -1).split('-').map((part) => parseInt(part, 36))
-    assert.equal(ino, stat.ino)
+    const tag = statEtag(stat)
+    assert.match(tag, /^"[0-9a-z]+-[0-9a-z]+"$/)
+    const [micros, size] = tag.slice(1, -1).split('-').map((part) => parseInt(part, 36))
     assert.equal(size, stat.size)
     assert.equal(micros, Math.round(stat.mtimeMs * 1000))
-    const key = `${stat.ino}/${stat.size}/${Math.round(stat.mtimeMs * 1000)}`
+    const key = `${stat.size}/${Math.round(stat.mtimeMs * 1000)}`
     if (seen.has(tag)) assert.equal(seen.get(tag), key)
     seen.set(tag, key)
   }

@@ -47,8 +47,13 @@ declare namespace fastifyZeroCopy {
      * A path that climbs above root with `..` is refused either way.
      */
     allowSymlinksOutsideRoot?: boolean
-    /** Send a strong ETag derived from the file's inode, size and mtime. Default true. */
-    etag?: boolean
+    /**
+     * Send a strong ETag. `true` (default): from the file's size and mtime,
+     * the same on every replica holding a copy made with its mtimes.
+     * `'digest'`: from a SHA-256 of the bytes (hashed once per file version,
+     * on the thread pool), the same wherever the bytes are. `false`: none.
+     */
+    etag?: boolean | 'digest'
     /** Send Last-Modified. Default true. */
     lastModified?: boolean
     /** Send Cache-Control (unless the reply already has one). Default true. */
@@ -215,6 +220,12 @@ declare namespace fastifyZeroCopy {
     }
     /** File ranges not in the page cache, read in on the thread pool before sendfile. */
     cold: { reads: number, bytes: number }
+    /**
+     * Content digests made for `etag: 'digest'` (each file version once):
+     * how many, the bytes hashed, and how many could not be made (a read
+     * failed, or the file changed while it was read).
+     */
+    digests: { computed: number, bytes: number, failed: number }
   }
 
   export interface ZeroCopyDecorator {
