@@ -52,6 +52,20 @@ export function onLeaseEvent (listener: BreakListener): () => void {
   return () => listeners.delete(listener)
 }
 
+/** leaseState(): held, and no writer has asked for it (0); breaking (1, 2) or gone (3) otherwise. */
+export const LEASE_STATE_HELD = 0
+
+/**
+ * Whether the lease behind `handle` is held with no break started. While it
+ * is, no one can have written to the file since the lease was taken: every
+ * open for writing and every truncate(2) breaks it first. (The one gap,
+ * open(O_RDONLY | O_TRUNC), truncates without a break; a send then sees the
+ * file end early and cuts the connection.)
+ */
+export function leaseHeld (handle: number): boolean {
+  return handle > 0 && native.binding !== null && native.binding.leaseState(handle) === LEASE_STATE_HELD
+}
+
 export const LEASE_EVENT_BREAK = 1
 export const LEASE_EVENT_UNVERIFIED = 2
 

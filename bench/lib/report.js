@@ -169,6 +169,17 @@ function markdown (ctx) {
     out.push('')
   }
 
+  if (ctx.digest) {
+    const d = ctx.digest
+    out.push("## `etag: 'digest'`: what hashing costs")
+    out.push('')
+    out.push(`Hashing (lib/digest.ts: 4 MiB chunks read and hashed on the thread pool) of a ${d.hashMiB} MiB file in the page cache, best of ${d.rounds}; the first HEAD of a ${d.fileMiB} MiB file on a fresh server (it waits for the hash), the next one, and the first one with the default stat-based tag; medians of ${d.rounds}.`)
+    out.push('')
+    out.push(table(['hashed MB/s (pool)', 'one-shot sha256 MB/s (main thread, for scale)', `first HEAD ${d.fileMiB} MiB ms`, 'next HEAD ms', 'first HEAD, stat tag ms'],
+      [[fmtInt(d.poolMBps), fmtInt(d.floorMBps), fmtFixed(d.firstMs, 1), fmtFixed(d.nextMs, 2), fmtFixed(d.statFirstMs, 2)]], ['r', 'r', 'r', 'r', 'r']))
+    out.push('')
+  }
+
   out.push('## Targets (informational)')
   out.push('')
   for (const t of targets(ctx)) out.push(`- ${t}`)
