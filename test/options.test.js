@@ -67,6 +67,8 @@ const invalidRegistrations = () => {
     [{ root, dotfiles: 'maybe' }, 'dotfiles'],
     [{ root, dotfiles: true }, 'dotfiles'],
     [{ root, etag: 'yes' }, 'etag'],
+    [{ root, etag: 'sha256' }, 'etag'],
+    [{ root, etag: 1 }, 'etag'],
     [{ root, lastModified: 1 }, 'lastModified'],
     [{ root, cacheControl: null }, 'cacheControl'],
     [{ root, maxAge: -1 }, 'maxAge'],
@@ -104,6 +106,11 @@ test('registration rejects every invalid option with FST_ZEROCOPY_INVALID_OPTION
       assert.ok(err instanceof TypeError)
     })
   }
+})
+
+test('etag: an invalid value names what is allowed', async () => {
+  const err = await registrationError({ root: fixtures(), etag: 'md5' })
+  assert.equal(err.message, 'Invalid option "etag": must be one of true, false, "digest"')
 })
 
 test('an invalid option also rejects app.ready() when register is not awaited', async () => {

@@ -43,6 +43,8 @@ expectAssignable<FastifyZeroCopyOptions>({})
 
 expectError(app.register(zeroCopy, { dotfiles: 'maybe' }))
 expectError(app.register(zeroCopy, { etag: 'yes' }))
+app.register(zeroCopy, { etag: 'digest' })
+expectError(app.register(zeroCopy, { etag: 'sha1' }))
 expectError(app.register(zeroCopy, { unknownKey: true }))
 expectError(app.register(zeroCopy, { root: 1 }))
 expectError(app.register(zeroCopy, { maxAge: true }))
@@ -61,6 +63,7 @@ app.get('/', (request, reply) => {
   expectType<FastifyReply>(reply.sendFileZeroCopy('x', {}))
   expectType<FastifyReply>(reply.sendFileZeroCopy('x', { start: 0, end: 99, filename: 'report.pdf' }))
   expectType<FastifyReply>(reply.sendFileZeroCopy('x', { root: '/other', dotfiles: 'allow', etag: false, maxAge: '2h' }))
+  expectType<FastifyReply>(reply.sendFileZeroCopy('x', { etag: 'digest' }))
   expectType<'sendfile' | 'write' | 'none' | null>(reply.zeroCopyTransport)
   expectType<Transport | null>(reply.zeroCopyTransport)
 
