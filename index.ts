@@ -19,7 +19,7 @@ import { payloadIsOursAlone } from './lib/fastify-internals'
 import { LeaseLog, LEASE_STALE, LEASE_NO_ADDON, refusalReason } from './lib/lease'
 import {
   FST_ZEROCOPY_BAD_PATH, FST_ZEROCOPY_FORBIDDEN, FST_ZEROCOPY_NOT_FOUND, FST_ZEROCOPY_NO_ROOT, FST_ZEROCOPY_LEASE_UNAVAILABLE,
-  httpErrorForOpen
+  httpErrorForOpen, sendHttpError
 } from './lib/errors'
 
 interface PluginState {
@@ -208,8 +208,7 @@ function respondWithDigest (reply: FastifyReply, state: PluginState, ref: OpenFi
       reply.log.debug({ file: displayPath, reason }, 'fastify-zero-copy: sending without a lease')
       if (options.lease === 'required') {
         ref.release()
-        reply.header('retry-after', '1')
-        reply.send(new FST_ZEROCOPY_LEASE_UNAVAILABLE(lease === LEASE_NO_ADDON ? 'no native addon' : reason))
+        sendHttpError(reply, new FST_ZEROCOPY_LEASE_UNAVAILABLE(lease === LEASE_NO_ADDON ? 'no native addon' : reason))
         return
       }
       lease = 0
@@ -278,9 +277,7 @@ function planWithCache (facts: RequestFacts, ref: OpenFileRef, file: FileFacts, 
 }
 
 function sendOpenError (reply: FastifyReply, err: Error): void {
-  const httpError = httpErrorForOpen(err)
-  if ((httpError as { statusCode?: number }).statusCode === 503) reply.header('retry-after', '1')
-  reply.send(httpError)
+  sendHttpError(reply, httpErrorForOpen(err))
 }
 
 function serveCore (state: PluginState): ServeCore {

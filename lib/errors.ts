@@ -1,6 +1,7 @@
 // Every error the plugin makes, in one place (the @fastify/static habit).
 // Request-time errors skip the stack trace: a 404 from a scanner is routine.
 import createError from '@fastify/error'
+import type { FastifyReply } from 'fastify'
 
 export const FST_ZEROCOPY_INVALID_OPTION = createError(
   'FST_ZEROCOPY_INVALID_OPTION', 'Invalid option "%s": %s', 500, TypeError)
@@ -27,6 +28,16 @@ export const FST_ZEROCOPY_OPEN_FAILED = createError(
   'FST_ZEROCOPY_OPEN_FAILED', 'Could not open the file: %s', 500, undefined, false)
 
 type ErrorWithCode = Error & { code?: string }
+
+/**
+ * Sends an HTTP error on the reply. A 503 (out of file descriptors, or a
+ * required lease not to be had now) is a passing state: it says when to
+ * try again, on every path that sends one.
+ */
+export function sendHttpError (reply: FastifyReply, httpError: Error): void {
+  if ((httpError as { statusCode?: number }).statusCode === 503) reply.header('retry-after', '1')
+  reply.send(httpError)
+}
 
 // Maps a failed open/fstat (a Node-shaped error with `code`) to the HTTP
 // error a client should see. The system error stays as `cause` for logs.

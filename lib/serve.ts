@@ -17,7 +17,7 @@ import type { ServeOptions } from './serve-options'
 import type { SendFileOptions } from '../types/index'
 import { resolveRequestPath } from './resolve-path'
 import { acceptableCodings, PRECOMPRESSED_CODINGS } from './accept-encoding'
-import { FST_ZEROCOPY_BAD_PATH, FST_ZEROCOPY_FORBIDDEN, FST_ZEROCOPY_INVALID_OPTION, FST_ZEROCOPY_NO_ROOT, httpErrorForOpen } from './errors'
+import { FST_ZEROCOPY_BAD_PATH, FST_ZEROCOPY_FORBIDDEN, FST_ZEROCOPY_INVALID_OPTION, FST_ZEROCOPY_NO_ROOT, httpErrorForOpen, sendHttpError } from './errors'
 
 const CODINGS = PRECOMPRESSED_CODINGS.map((c) => c.coding)
 const SUFFIX = new Map(PRECOMPRESSED_CODINGS.map((c) => [c.coding, c.suffix]))
@@ -249,7 +249,7 @@ function attempt (request: FastifyRequest, reply: FastifyReply, pathname: string
         reply.callNotFound()
         return
       }
-      reply.send(found.error ?? new FST_ZEROCOPY_FORBIDDEN())
+      sendHttpError(reply, found.error ?? new FST_ZEROCOPY_FORBIDDEN())
   }
 }
 
