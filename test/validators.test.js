@@ -15,6 +15,7 @@ const { spawn, spawnSync } = require('node:child_process')
 const Fastify = require('fastify')
 const { sha256, patternBytes, urlOf, zeroCopy } = require('./helpers')
 const { native } = require('../dist/lib/native')
+const { mulberry32 } = require('./fixtures/reliability/common')
 
 const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx'].find((p) => fs.existsSync(p))
 const nginxSkip = NGINX === undefined
@@ -329,15 +330,6 @@ async function editRace (t, options, trials, concurrency) {
   return app.zeroCopy.stats()
 }
 
-function mulberry32 (seed) {
-  return function next () {
-    seed = (seed + 0x6d2b79f5) | 0
-    let t = seed
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 test('edit race: 200 in-place rewrites 0-2 s after the last response; the next conditional GET, HEAD and GET all describe the new content', async (t) => {
   const s = await editRace(t, {}, 200, 20)
