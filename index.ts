@@ -10,7 +10,7 @@ import { FileCache, type OpenFileRef } from './lib/file-cache'
 import type { ServeCore, RespondExtras, OpenablePath } from './lib/serve-core'
 import { registerStaticRoutes } from './lib/serve'
 import { planFileResponse, appMayOverride, type RequestFacts, type ResponsePlan } from './lib/plan-response'
-import { native } from './lib/native'
+import { native, openResolver } from './lib/native'
 import { newStats, snapshot, type FallbackReason } from './lib/stats'
 import { socketFallback } from './lib/sendfile-transport'
 import { FileBody } from './lib/file-body'
@@ -59,7 +59,9 @@ async function zeroCopyPlugin (fastify: FastifyInstance, pluginOptions: FastifyZ
     fastify.decorate('zeroCopy', {
       stats: () => snapshot(state.stats),
       native: native.binding !== null,
-      nativeUnavailableReason: native.reason
+      nativeUnavailableReason: native.reason,
+      openat2: openResolver.openat2,
+      openat2UnavailableReason: openResolver.reason
     })
   }
   fastify.addHook('onClose', async () => {
