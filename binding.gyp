@@ -7,6 +7,7 @@
           "sources": [
             "native/binding.c",
             "native/open.c",
+            "native/open-walk.c",
             "native/sendfile.c",
             "native/transfer.c",
             "native/lease.c",

@@ -11,7 +11,7 @@ import { DigestStore } from './lib/digest'
 import type { ServeCore, RespondExtras, OpenablePath } from './lib/serve-core'
 import { registerStaticRoutes } from './lib/serve'
 import { planFileResponse, appMayOverride, type RequestFacts, type ResponsePlan, type FileFacts } from './lib/plan-response'
-import { native } from './lib/native'
+import { native, openResolver } from './lib/native'
 import { newStats, snapshot, type FallbackReason } from './lib/stats'
 import { socketFallback } from './lib/sendfile-transport'
 import { FileBody } from './lib/file-body'
@@ -63,7 +63,9 @@ async function zeroCopyPlugin (fastify: FastifyInstance, pluginOptions: FastifyZ
     fastify.decorate('zeroCopy', {
       stats: () => snapshot(state.stats),
       native: native.binding !== null,
-      nativeUnavailableReason: native.reason
+      nativeUnavailableReason: native.reason,
+      openat2: openResolver.openat2,
+      openat2UnavailableReason: openResolver.reason
     })
   }
   fastify.addHook('onClose', async () => {

@@ -5,7 +5,10 @@ import path from 'node:path'
 import util from 'node:util'
 
 export interface NativeBinding {
-  openFile (dirFd: number, filePath: string, statOut: Float64Array): number
+  /** walk 1: beneath dirFd with native/open-walk.c instead of openat2. */
+  openFile (dirFd: number, filePath: string, statOut: Float64Array, walk: number): number
+  /** 0 when openat2(RESOLVE_BENEATH) works here, else -errno. */
+  openat2Probe (): number
   openDirectory (dirPath: string): number
   close (fd: number): number
   /** The open.c stat layout for an open fd; 0 or -errno. */
@@ -65,6 +68,35 @@ function load (): NativeLoad {
 }
 
 export const native: NativeLoad = load()
+
+export interface OpenResolution {
+  /** Files beneath a root are opened with openat2(RESOLVE_BENEATH). */
+  openat2: boolean
+  /** Why not, when not. */
+  reason: string | null
+}
+
+// Chosen once per process (per worker thread): openat2, or where it is
+// missing (ENOSYS: kernels before 5.6, qemu-user, gVisor), blocked (EPERM:
+// seccomp) or failing in any other way, the walk of one name at a time in
+// native/open-walk.c, which keeps the same rules with older syscalls.
+// FASTIFY_ZERO_COPY_OPENAT2=0 asks for the walk (tests, suspicious kernels).
+function openResolution (): OpenResolution {
+  const binding = native.binding
+  if (binding === null) return { openat2: false, reason: `no native addon (${native.reason})` }
+  // A binary built before the walk existed knows only openat2.
+  if (typeof binding.openat2Probe !== 'function') return { openat2: true, reason: null }
+  if (process.env.FASTIFY_ZERO_COPY_OPENAT2 === '0') {
+    return { openat2: false, reason: 'disabled by FASTIFY_ZERO_COPY_OPENAT2=0' }
+  }
+  const probe = binding.openat2Probe()
+  if (probe === 0) return { openat2: true, reason: null }
+  return { openat2: false, reason: `openat2 failed: ${util.getSystemErrorName(probe)}` }
+}
+
+export const openResolver: OpenResolution = openResolution()
+/** The 4th argument of openFile(): 1 to walk. */
+export const openWalk: number = native.binding !== null && !openResolver.openat2 ? 1 : 0
 
 /** residencyMode(): how page-cache residency is asked. */
 export const RESIDENCY_CACHESTAT = 1

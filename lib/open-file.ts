@@ -1,11 +1,11 @@
 // Opens the file to send and describes it from the same fd (no stat/open
-// race): native openat2 + fstat in one call, or Node's fs where the addon
+// race): native openat2 (or its walk, see native.ts) + fstat in one call, or Node's fs where the addon
 // is missing. Synchronous on purpose: like nginx's open/fstat on its event
 // loop, these are metadata calls served from the dentry/inode caches.
 import fs from 'node:fs'
 import path from 'node:path'
 import os from 'node:os'
-import { native, systemError } from './native'
+import { native, openWalk, systemError } from './native'
 import type { ResolvedPath } from './resolve-path'
 
 export interface OpenedFile {
@@ -53,14 +53,14 @@ export class RootDirectories {
   openBeneath (root: string, relative: string, out: Float64Array): number {
     const binding = native.binding!
     let dirFd = this.fds.get(root)
-    if (dirFd !== undefined) return binding.openFile(dirFd, relative, out)
+    if (dirFd !== undefined) return binding.openFile(dirFd, relative, out, openWalk)
     dirFd = binding.openDirectory(root)
     if (dirFd < 0) return dirFd
     if (root === this.kept) {
       this.fds.set(root, dirFd)
-      return binding.openFile(dirFd, relative, out)
+      return binding.openFile(dirFd, relative, out, openWalk)
     }
-    const fd = binding.openFile(dirFd, relative, out)
+    const fd = binding.openFile(dirFd, relative, out, openWalk)
     binding.close(dirFd)
     return fd
   }
@@ -91,8 +91,8 @@ function describe (fd: number, mode: number, size: number, ino: number, mtimeMs:
 function openNative (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roots: RootDirectories, symlinksAnywhere: boolean): OpenedFile {
   const fd = resolved.kind === 'beneath'
     ? roots.openBeneath(resolved.root, resolved.relative, statOut)
-    : native.binding!.openFile(-1, resolved.path, statOut)
-  // RESOLVE_BENEATH also refuses symlinks that only *look* like leaving:
+    : native.binding!.openFile(-1, resolved.path, statOut, 0)
+  // RESOLVE_BENEATH (and the walk) also refuses symlinks that only *look* like leaving:
   // absolute ones, or a detour through `..` that comes back. The rule we
   // promise is about where the file really is, so ask the slower way.
   if (fd === EXDEV && resolved.kind === 'beneath') {

@@ -1,6 +1,7 @@
 // Turns the path a handler passes into something safe to open, or the
 // HTTP status that refuses it. Pure: no file system access. The kernel has
-// the last word on symlinks (openat2 RESOLVE_BENEATH in native/open.c).
+// the last word on symlinks (openat2 RESOLVE_BENEATH in native/open.c, or
+// the same rules walked one name at a time in native/open-walk.c).
 import path from 'node:path'
 
 export type DotfilesPolicy = 'allow' | 'deny' | 'ignore'

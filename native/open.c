@@ -5,9 +5,13 @@
  * that leads outside the root directory (EXDEV), with no window between a
  * check and the open. The fstat is done on the same fd, so the size, ETag
  * and Last-Modified describe exactly the bytes we will send.
+ *
+ * Where openat2 is missing or blocked, the same rules are kept by a walk of
+ * one name at a time (open-walk.c); JavaScript probes once which to use.
  */
 #define _GNU_SOURCE
 #include "common.h"
+#include "open-walk.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -72,21 +76,41 @@ static void copy_stat(const struct stat* st, double* out) {
                      (double)st->st_ctim.tv_nsec / 1e6;
 }
 
-/* openFile(dirfd, path, statOut: Float64Array(ST_FIELDS)) -> fd | -errno
- * dirfd < 0: path is absolute and opened as is. */
+/* openat2Probe() -> 0 | -errno: whether openat2 works here, asked with the
+ * flags open_beneath() uses on a folder that always exists. ENOSYS: kernel
+ * before 5.6, qemu-user, gVisor; EPERM: a seccomp profile blocking it. */
+static napi_value openat2_probe(napi_env env, napi_callback_info info) {
+  int dir, fd, err = 0;
+
+  (void)info;
+  dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return zc_int32(env, -errno);
+  do {
+    fd = open_beneath(dir, ".");
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) err = errno;
+  else close(fd);
+  close(dir);
+  return zc_int32(env, -err);
+}
+
+/* openFile(dirfd, path, statOut: Float64Array(ST_FIELDS), walk) -> fd | -errno
+ * dirfd < 0: path is absolute and opened as is. walk 1: beneath dirfd with
+ * zc_open_walk() instead of openat2. */
 static napi_value open_file(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   char path[4096];
   size_t path_len;
   napi_typedarray_type type;
   size_t length;
   void* data;
   struct stat st;
-  int dirfd, fd;
+  int dirfd, fd, walk;
 
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   dirfd = zc_arg_int32(env, argv[0]);
+  walk = argc >= 4 && zc_arg_int32(env, argv[3]) != 0;
   NAPI_CALL(env, napi_get_value_string_utf8(env, argv[1], path, sizeof(path),
                                             &path_len));
   if (path_len >= sizeof(path) - 1) return zc_int32(env, -ENAMETOOLONG);
@@ -95,8 +119,9 @@ static napi_value open_file(napi_env env, napi_callback_info info) {
   CHECK(type == napi_float64_array && length >= ST_FIELDS);
 
   do {
-    fd = dirfd >= 0 ? open_beneath(dirfd, path)
-                    : open(path, ZC_OPEN_FLAGS);
+    if (dirfd < 0) fd = open(path, ZC_OPEN_FLAGS);
+    else if (walk) fd = zc_open_walk(dirfd, path, ZC_OPEN_FLAGS);
+    else fd = open_beneath(dirfd, path);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) return zc_int32(env, -errno);
 
@@ -163,6 +188,7 @@ static napi_value fstat_file(napi_env env, napi_callback_info info) {
 void zc_init_open(napi_env env, napi_value exports) {
   zc_export(env, exports, "openFile", open_file);
   zc_export(env, exports, "openDirectory", open_directory);
+  zc_export(env, exports, "openat2Probe", openat2_probe);
   zc_export(env, exports, "close", close_fd);
   zc_export(env, exports, "fstatFile", fstat_file);
 }

@@ -18,7 +18,7 @@ const app = require(require.resolve('fastify', { paths: [${JSON.stringify(path.j
 app.register(require(${JSON.stringify(path.join(__dirname, '..'))}), { root: process.argv[2] })
 app.get('/*', (req, reply) => reply.sendFileZeroCopy(req.params['*']))
 app.get('/stats', async () => app.zeroCopy.stats())
-app.listen({ port: 0, host: '127.0.0.1' }).then(() => console.log('PORT ' + app.server.address().port + ' PID ' + process.pid))
+app.listen({ port: 0, host: '127.0.0.1' }).then(() => console.log('PORT ' + app.server.address().port + ' PID ' + process.pid + ' OPENAT2 ' + app.zeroCopy.openat2))
 `
 
 test('bodies leave through sendfile(2) only, with no read or write of their bytes', { skip: !hasStrace && 'strace is not installed' }, async (t) => {
@@ -28,14 +28,15 @@ test('bodies leave through sendfile(2) only, with no read or write of their byte
   const trace = path.join(dir, 'trace.txt')
   fs.writeFileSync(script, serverScript)
 
-  const child = spawn('strace', ['-f', '-qq', '-o', trace, '-e', 'trace=openat2,sendfile,read,pread64,readv,preadv,preadv2,write,writev,sendmsg,sendto',
+  const child = spawn('strace', ['-f', '-qq', '-o', trace, '-e', 'trace=openat2,openat,sendfile,read,pread64,readv,preadv,preadv2,write,writev,sendmsg,sendto',
     process.execPath, script, fixtures()], { stdio: ['ignore', 'pipe', 'inherit'], cwd: path.join(__dirname, '..') })
   t.after(() => child.kill('SIGKILL'))
   let serverPid = 0
+  let openat2 = true
   const port = await new Promise((resolve, reject) => {
     child.stdout.on('data', (d) => {
-      const m = /PORT (\d+) PID (\d+)/.exec(String(d))
-      if (m) { serverPid = Number(m[2]); resolve(Number(m[1])) }
+      const m = /PORT (\d+) PID (\d+) OPENAT2 (true|false)/.exec(String(d))
+      if (m) { serverPid = Number(m[2]); openat2 = m[3] === 'true'; resolve(Number(m[1])) }
     })
     child.once('exit', (code) => reject(new Error(`server exited ${code}`)))
   })
@@ -56,13 +57,23 @@ test('bodies leave through sendfile(2) only, with no read or write of their byte
   await exited
 
   const lines = joinInterrupted(fs.readFileSync(trace, 'utf8').split('\n'))
-  // fds the server opened for the served files
+  // fds the server opened for the served files: with openat2, or where it
+  // is missing or turned off (FASTIFY_ZERO_COPY_OPENAT2=0) with the walk's
+  // openat(O_NOFOLLOW), and then no openat2 call at all.
   const fileFds = new Set()
+  const opener = openat2
+    ? /openat2\(\d+, "([^"]+)".* = (\d+)$/
+    : /openat\(\d+, "([^"]+)", [^)]*O_NOFOLLOW[^)]*\) = (\d+)$/
   for (const line of lines) {
-    const m = /openat2\(\d+, "([^"]+)".* = (\d+)$/.exec(line)
+    const m = opener.exec(line)
     if (m && files.includes(m[1])) fileFds.add(m[2])
   }
-  assert.ok(fileFds.size > 0, 'the files were opened with openat2 (RESOLVE_BENEATH)')
+  if (openat2) {
+    assert.ok(fileFds.size > 0, 'the files were opened with openat2 (RESOLVE_BENEATH)')
+  } else {
+    assert.ok(fileFds.size > 0, 'the files were opened with the walk (openat, O_NOFOLLOW)')
+    assert.deepEqual(lines.filter((l) => /^\d+\s+openat2\(/.test(l)), [], 'no openat2 call when the walk is used')
+  }
 
   let sendfileBytes = 0
   let sendfileCalls = 0

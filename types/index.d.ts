@@ -235,6 +235,14 @@ declare namespace fastifyZeroCopy {
     readonly native: boolean
     /** Why the native addon is not used, when it is not. */
     readonly nativeUnavailableReason: string | null
+    /**
+     * Whether files beneath `root` are opened with openat2(RESOLVE_BENEATH).
+     * false: openat2 is missing or blocked here (or FASTIFY_ZERO_COPY_OPENAT2=0),
+     * and the addon walks the path one name at a time with the same rules.
+     */
+    readonly openat2: boolean
+    /** Why openat2 is not used, when it is not. */
+    readonly openat2UnavailableReason: string | null
   }
 
   export const zeroCopy: FastifyZeroCopy

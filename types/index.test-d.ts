@@ -102,6 +102,9 @@ expectType<number>(app.zeroCopy.stats().truncations)
 expectType<boolean>(app.zeroCopy.native)
 expectType<string | null>(app.zeroCopy.nativeUnavailableReason)
 expectError(app.zeroCopy.native = false)
+expectType<boolean>(app.zeroCopy.openat2)
+expectType<string | null>(app.zeroCopy.openat2UnavailableReason)
+expectError(app.zeroCopy.openat2 = false)
 
 // Inside a plugin the decorator is on the instance type too.
 function plugin (instance: FastifyInstance): void {
