@@ -28,7 +28,7 @@ test('bodies leave through sendfile(2) only, with no read or write of their byte
   const trace = path.join(dir, 'trace.txt')
   fs.writeFileSync(script, serverScript)
 
-  const child = spawn('strace', ['-f', '-qq', '-o', trace, '-e', 'trace=openat2,openat,sendfile,read,pread64,readv,preadv,preadv2,write,writev,sendmsg,sendto',
+  const child = spawn('strace', ['-f', '-qq', '-o', trace, '-e', 'trace=openat2,openat,open,close,fcntl,dup,dup2,dup3,accept4,sendfile,read,pread64,readv,preadv,preadv2,write,writev,sendmsg,sendto',
     process.execPath, script, fixtures()], { stdio: ['ignore', 'pipe', 'inherit'], cwd: path.join(__dirname, '..') })
   t.after(() => child.kill('SIGKILL'))
   let serverPid = 0
@@ -57,49 +57,84 @@ test('bodies leave through sendfile(2) only, with no read or write of their byte
   await exited
 
   const lines = joinInterrupted(fs.readFileSync(trace, 'utf8').split('\n'))
-  // fds the server opened for the served files: with openat2, or where it
-  // is missing or turned off (FASTIFY_ZERO_COPY_OPENAT2=0) with the walk's
-  // openat(O_NOFOLLOW), and then no openat2 call at all.
-  const fileFds = new Set()
+  // What each fd number is, followed through the trace in order: fd
+  // numbers are reused (a closed file's number can come back as a socket, a
+  // dup for a pool read, or /dev/null), so a number means what its latest
+  // open, dup or close made it. Served files are opened with openat2, or
+  // where it is missing or turned off (FASTIFY_ZERO_COPY_OPENAT2=0) with the
+  // walk's openat(O_NOFOLLOW), and then no openat2 call is made at all.
   const opener = openat2
-    ? /openat2\(\d+, "([^"]+)".* = (\d+)$/
-    : /openat\(\d+, "([^"]+)", [^)]*O_NOFOLLOW[^)]*\) = (\d+)$/
+    ? /openat2\(\d+, "([^"]+)".*\)\s+= (\d+)$/
+    : /openat\(\d+, "([^"]+)", [^)]*O_NOFOLLOW[^)]*\)\s+= (\d+)$/
+  const what = new Map()
+  let filesOpened = 0
+  let sendfileBytes = 0
+  let sendfileCalls = 0
+  let coldReadBytes = 0
+  let written = 0
+  const readsOfFiles = []
   for (const line of lines) {
-    const m = opener.exec(line)
-    if (m && files.includes(m[1])) fileFds.add(m[2])
+    let m = opener.exec(line)
+    if (m && files.includes(m[1])) {
+      what.set(m[2], 'file')
+      filesOpened++
+      continue
+    }
+    if ((m = /^\d+\s+openat\(AT_FDCWD, "\/dev\/null", .*\)\s+= (\d+)$/.exec(line))) {
+      what.set(m[1], 'sink') // a pool read's sink (lib/cold reads): sendfile into it copies nothing
+      continue
+    }
+    if ((m = /^\d+\s+accept4\(.*\)\s+= (\d+)$/.exec(line))) {
+      what.set(m[1], 'client')
+      continue
+    }
+    if ((m = /^\d+\s+(?:open|openat|openat2)\(.*\)\s+= (\d+)$/.exec(line))) {
+      what.delete(m[1])
+      continue
+    }
+    if ((m = /^\d+\s+(?:fcntl\((\d+), F_DUPFD(?:_CLOEXEC)?|dup\((\d+)|dup[23]\((\d+), \d+).*\)\s+= (\d+)$/.exec(line))) {
+      const from = m[1] ?? m[2] ?? m[3]
+      if (what.has(from)) what.set(m[4], what.get(from))
+      else what.delete(m[4])
+      continue
+    }
+    if ((m = /^\d+\s+close\((\d+)\)/.exec(line))) {
+      what.delete(m[1])
+      continue
+    }
+    if ((m = /sendfile\((\d+), (\d+), .*\)\s+= (\d+)$/.exec(line)) && what.get(m[2]) === 'file') {
+      if (what.get(m[1]) === 'sink') {
+        coldReadBytes += Number(m[3])
+      } else {
+        assert.equal(what.get(m[1]), 'client', `sendfile of a served file into a client connection: ${line}`)
+        sendfileCalls++
+        sendfileBytes += Number(m[3])
+      }
+      continue
+    }
+    // Whatever the server wrote to its clients itself: headers and the stats JSON.
+    if ((m = /^\d+\s+(?:write|writev|sendmsg|sendto)\((\d+),.*\)\s+= (\d+)$/.exec(line)) && what.get(m[1]) === 'client') {
+      written += Number(m[2])
+      continue
+    }
+    if ((m = /^\d+\s+(read|pread64|readv|preadv2?)\((\d+),/.exec(line)) && what.get(m[2]) === 'file') readsOfFiles.push(line)
   }
   if (openat2) {
-    assert.ok(fileFds.size > 0, 'the files were opened with openat2 (RESOLVE_BENEATH)')
+    assert.ok(filesOpened > 0, 'the files were opened with openat2 (RESOLVE_BENEATH)')
   } else {
-    assert.ok(fileFds.size > 0, 'the files were opened with the walk (openat, O_NOFOLLOW)')
+    assert.ok(filesOpened > 0, 'the files were opened with the walk (openat, O_NOFOLLOW)')
     assert.deepEqual(lines.filter((l) => /^\d+\s+openat2\(/.test(l)), [], 'no openat2 call when the walk is used')
   }
 
-  let sendfileBytes = 0
-  let sendfileCalls = 0
-  for (const line of lines) {
-    const m = /sendfile\((\d+), (\d+), .*\) = (\d+)$/.exec(line)
-    if (m && fileFds.has(m[2])) { sendfileCalls++; sendfileBytes += Number(m[3]) }
-  }
   const total = files.reduce((sum, f) => sum + fs.statSync(path.join(fixtures(), f)).size, 0)
-  assert.equal(sendfileBytes, total, 'every body byte went through sendfile')
-
-  const readsOfFiles = lines.filter((l) => {
-    const m = /^\d+\s+(read|pread64|readv|preadv2?)\((\d+),/.exec(l)
-    return m && fileFds.has(m[2])
-  })
+  assert.equal(sendfileBytes, total, 'every body byte went through sendfile to the client')
   assert.deepEqual(readsOfFiles, [], 'no read of a served file into user space')
 
-  // Whatever the server wrote to sockets itself: headers and the stats JSON.
-  let written = 0
-  for (const line of lines) {
-    const m = /^\d+\s+(write|writev|sendmsg|sendto)\(.*\) = (\d+)$/.exec(line)
-    if (m) written += Number(m[2])
-  }
   assert.ok(written < 16 * 1024, `socket writes stayed header-sized (${written} bytes), bodies were ${total} bytes`)
   assert.equal(stats.responses.sendfile, 3)
   assert.equal(stats.bytes.sendfile, total)
-  console.log(`sendfile calls: ${sendfileCalls} for ${total} bytes; bytes written by write/writev: ${written}`)
+  console.log(`sendfile calls: ${sendfileCalls} for ${total} bytes; bytes written by write/writev: ${written}; ` +
+    `read in on the pool (sendfile into /dev/null, pages evicted by other processes): ${coldReadBytes}`)
 })
 
 // strace -f splits a call that another traced thread interrupts (the
