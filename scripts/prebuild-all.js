@@ -20,8 +20,11 @@
 //
 // Every binary is checked after the build (readelf): the right ELF machine;
 // glibc builds need no symbol version newer than GLIBC_MAX; musl builds
-// need only musl's libc.so, no GLIBC_ version, and every libc symbol they
-// import is exported by that architecture's musl libc.so.
+// need only musl's libc.so, no GLIBC_ version, every libc symbol they
+// import is exported by that architecture's musl libc.so, and musl's own
+// loader (`libc.so --list`, arm64 under qemu-user) resolves everything but
+// Node's napi_/uv_ symbols. No musl Node is on npm: they are never loaded
+// into a Node process here.
 //
 // Each target is built in a temporary copy of the native sources, so the
 // work tree's build/ (what the tests load) is never replaced by a
@@ -293,9 +296,41 @@ function checkBinary (target, file) {
       if (absent.length > 0) problems.push(`imports ${absent.join(' ')}, which musl's libc.so does not export`)
     }
     summary = `NEEDED ${needed.join(' ')}; ${imported.length} libc symbols, all in musl's libc.so`
+    if (libc !== null && exists(libc)) {
+      const loaded = muslLoaderCheck(target, file, libc)
+      if (loaded.problems.length > 0) problems.push(...loaded.problems)
+      summary += `; ${loaded.summary}`
+    }
   }
   if (problems.length > 0) throw new Error(`${target.file}: ${problems.join('; ')}`)
   return `${target.arch}, ${summary}`
+}
+
+/**
+ * musl's own dynamic loader (its libc.so) in ldd mode loads and relocates
+ * the addon: every symbol it cannot resolve is printed. Only Node's own
+ * (napi_*, uv_*) may be among them. arm64 runs it under qemu-user when
+ * there is one.
+ */
+function muslLoaderCheck (target, file, libc) {
+  let cmd = libc
+  let args = ['--list', file]
+  if (target.arch !== process.arch) {
+    const qemu = process.env.QEMU_AARCH64 || which('qemu-aarch64') || which('qemu-aarch64-static')
+    if (target.arch !== 'arm64' || qemu === null) return { problems: [], summary: 'musl loader not run (no qemu-aarch64)' }
+    cmd = qemu
+    args = [libc, ...args]
+  }
+  const r = run(cmd, args)
+  const out = `${r.stdout}${r.stderr}`
+  const unresolved = [...out.matchAll(/Error relocating [^:]+: ([^:]+): symbol not found/g)].map((m) => m[1])
+  const other = out.split('\n').filter((l) => /^Error /.test(l) && !/symbol not found/.test(l))
+  const foreign = unresolved.filter((name) => !/^(napi_|uv_|node_api_)/.test(name))
+  const problems = []
+  if (!/libc\.so => /.test(out)) problems.push(`musl's loader did not list libc.so: ${out.slice(0, 500)}`)
+  if (foreign.length > 0) problems.push(`musl's loader cannot resolve ${foreign.join(' ')}`)
+  if (other.length > 0) problems.push(`musl's loader: ${other.join('; ')}`)
+  return { problems, summary: `musl's loader resolves all but ${unresolved.length} napi_/uv_ symbols (Node's)` }
 }
 
 const strictFromEnv = () => {
