@@ -24,6 +24,8 @@ const { execFile, spawn } = require('node:child_process')
 const PACKAGE_ROOT = path.join(__dirname, '..')
 const FIXTURE = path.join(__dirname, 'fixtures', 'consumer')
 const PKG = JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8'))
+const { TARGETS: PREBUILD_TARGETS, strictFromEnv } = require('../scripts/prebuild-all.js')
+const STRICT_PREBUILDS = strictFromEnv()
 
 const skip = process.platform !== 'linux' ? 'the zero-copy path and its prebuild are Linux-only' : false
 
@@ -177,7 +179,7 @@ const CONTENT = {
 
 // --- 1. pack -----------------------------------------------------------------
 
-test('npm pack: the tarball holds dist/, types, the native sources, binding.gyp, prebuilds/, README and LICENSE only', { skip, timeout: 120000 }, async () => {
+test('npm pack: the tarball holds dist/, types, the native sources, binding.gyp, prebuilds/, README and LICENSE only', { skip, timeout: 330000 }, async () => {
   // A copy of the work tree as a fresh clone would have it: sources, tests,
   // benchmarks (so `files` has something to leave out), no build output.
   const leaveOut = new Set(['node_modules', '.git', 'build', 'prebuilds', 'dist'])
@@ -198,7 +200,9 @@ test('npm pack: the tarball holds dist/, types, the native sources, binding.gyp,
   // prepack: prebuildify (prebuilds/) and a clean dist/; prepare: tsc.
   const packed = path.join(WORK, 'packed')
   fs.mkdirSync(packed)
-  const r = await npm(['pack', '--pack-destination', packed], { cwd: STAGE, timeout: 110000 })
+  // 300 s: prepack cross-compiles up to four prebuilds (about 30 s on an
+  // idle 2-core machine).
+  const r = await npm(['pack', '--pack-destination', packed], { cwd: STAGE, timeout: 300000 })
   assert.equal(r.code, 0, tail(r))
   const tgz = fs.readdirSync(packed).filter((f) => f.endsWith('.tgz'))
   assert.deepEqual(tgz, [`${PKG.name}-${PKG.version}.tgz`])
@@ -216,6 +220,15 @@ test('npm pack: the tarball holds dist/, types, the native sources, binding.gyp,
   for (const f of ['package.json', 'README.md', 'LICENSE', 'binding.gyp', 'types/index.d.ts', 'dist/index.js', PREBUILD_REL.split(path.sep).join('/')]) {
     assert.ok(entries.includes(f), `${f} missing from the tarball:\n${entries.join('\n')}`)
   }
+  // Every prebuild this machine has the toolchain for (scripts/prebuild-all.js
+  // builds them all in prepack); with CI=true, where .ci/run installs every
+  // toolchain, all four, and prepack itself fails if one was skipped.
+  const prebuilds = entries.filter((f) => f.startsWith('prebuilds/')).sort()
+  const buildable = PREBUILD_TARGETS.filter((t) => t.missing() === null)
+  const expected = (STRICT_PREBUILDS ? PREBUILD_TARGETS : buildable).map((t) => t.file.split(path.sep).join('/')).sort()
+  assert.deepEqual(prebuilds, expected, `prebuilds in the tarball (CI=${process.env.CI ?? ''}); skipped here: ${
+    PREBUILD_TARGETS.filter((t) => t.missing() !== null).map((t) => `${t.id}: ${t.missing()}`).join('; ') || 'none'}\n${tail(r, 12)}`)
+  if (STRICT_PREBUILDS) assert.equal(prebuilds.length, 4)
   const gypSources = fs.readFileSync(path.join(PACKAGE_ROOT, 'binding.gyp'), 'utf8').match(/native\/[\w.-]+\.[ch]/g)
   assert.ok(gypSources.length > 0)
   for (const f of gypSources) assert.ok(entries.includes(f), `${f} (a binding.gyp source) missing from the tarball`)
