@@ -748,8 +748,10 @@ async function drainWhole (held) {
   return held.filter((r) => r.received === SPARSE && r.hash.copy().digest('hex') === sparseSha(r.i)).length
 }
 
+// The bound: up to 62 s measured under stress-ng --cpu 2 on 2 cores before
+// the two capacity probes were added (about 5 s more alone).
 test('fd exhaustion: a server under RLIMIT_NOFILE 64 answers 503 + Retry-After (or the kernel/libuv drops the connection), then recovers', {
-  skip: NO_NATIVE || (!hasPrlimit && 'prlimit is not installed'), timeout: 90000
+  skip: NO_NATIVE || (!hasPrlimit && 'prlimit is not installed'), timeout: 150000
 }, async (t) => {
   const root = fdExhaustionRoot()
   const server = await startChildServer(root, {}, { nofile: 64 })
@@ -770,9 +772,8 @@ test('fd exhaustion: a server under RLIMIT_NOFILE 64 answers 503 + Retry-After (
   // What "recovered" is measured against: how many transfers the fresh
   // server holds at once before it answers 503 (f120-f134: files no other
   // phase asks for, as cold as f135-f149 the probe after the load uses).
+  // (Its clients just go: phase A checks that held 200s end whole.)
   const before = await transferCapacity(server, port, range(120, 135))
-  t.after(() => before.clients.forEach((r) => r.socket.destroy()))
-  const beforeWhole = await drainWhole(before.held)
   before.clients.forEach((r) => r.socket.destroy())
   await eventually(async () => (await server.stats()).fds <= start.fds, { timeoutMs: 10000, stepMs: 100 })
 
@@ -888,7 +889,7 @@ test('fd exhaustion: a server under RLIMIT_NOFILE 64 answers 503 + Retry-After (
     `error logs ${JSON.stringify(filled.logErrors)}`)
   console.log(`fd exhaustion: after the load server fds ${relieved.fds}, leases held ${relieved.held}; recovery: ` +
     `${recovery.sequential}/20 sequential requests served whole; transfers held at once ${before.count} before the load ` +
-    `(${beforeWhole} whole once read, then ${before.last.status || 'dropped'}), ${after.count} after (${afterWhole} whole, then ${after.last.status || 'dropped'}); ` +
+    `(then ${before.last.status || 'dropped'}), ${after.count} after (${afterWhole} whole, then ${after.last.status || 'dropped'}); ` +
     `at the end fds ${end.fds}, leases held ${end.held}, uncaught ${end.errors.length}, warnings ${end.warnings.length}, alive ${server.alive()}`)
 
   assert.deepEqual(other, [], 'every answer is a 200, a 503 with the code and Retry-After, or a dropped connection')
@@ -898,7 +899,6 @@ test('fd exhaustion: a server under RLIMIT_NOFILE 64 answers 503 + Retry-After (
   assert.ok(idleOutcome['503 FST_ZEROCOPY_UNAVAILABLE + Retry-After'] > 0, 'phase B: requests beyond the limit get 503')
   assert.equal(recovery.sequential, 20, 'after the load every sequential request is served whole')
   assert.ok(before.count >= 4 && before.count < 15 && before.last.status !== 200, `the fresh server holds ${before.count} transfers, then refuses`)
-  assert.equal(beforeWhole, before.count, 'each transfer the fresh server held completes whole')
   assert.ok(after.count >= before.count, `after the load the server holds as many transfers at once as before: ${after.count} vs ${before.count}`)
   assert.equal(afterWhole, after.count, 'each transfer held after the load completes whole')
   assert.deepEqual(end.errors, [], 'no uncaught exception in the server')
