@@ -10,10 +10,11 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const http = require('node:http')
-const { spawnSync } = require('node:child_process')
+const { spawn, spawnSync } = require('node:child_process')
 const Fastify = require('fastify')
 const { sha256, patternBytes, urlOf, openFdCount, eventually, zeroCopy } = require('./helpers')
 const { startChildServer } = require('./fixtures/reliability/common')
+const { RawClient } = require('./raw-client')
 
 const { native } = require('../dist/lib/native')
 
@@ -51,6 +52,14 @@ function writeFromOtherProcess (file, text, flags = 'r+') {
     `const fs=require('fs');const fd=fs.openSync(${JSON.stringify(file)},${JSON.stringify(flags)});` +
     `fs.ftruncateSync(fd,0);fs.writeSync(fd,${JSON.stringify(text)},0);fs.closeSync(fd)`], { timeout: 20000 })
   assert.equal(r.status, 0, String(r.stderr))
+}
+
+/** writeFromOtherProcess without blocking the event loop; resolves with the exit code. */
+function writeFromOtherProcessAsync (file, text, flags = 'r+') {
+  const child = spawn(process.execPath, ['-e',
+    `const fs=require('fs');const fd=fs.openSync(${JSON.stringify(file)},${JSON.stringify(flags)});` +
+    `fs.ftruncateSync(fd,0);fs.writeSync(fd,${JSON.stringify(text)},0);fs.closeSync(fd)`], { stdio: 'ignore' })
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)))
 }
 
 test('a hot file is opened once: the next responses are cache hits, byte-exact, over sendfile', async (t) => {
@@ -104,14 +113,25 @@ test('cached plain headers never leak into conditional, Range, HEAD or per-call-
 test('a writer breaking the lease drops the entry at once: the next response has the new bytes (no stat needed)', { skip: NO_NATIVE }, async (t) => {
   const root = tmpRoot(t)
   const file = path.join(root, 'live.txt')
-  fs.writeFileSync(file, 'old contents\n')
+  const old = patternBytes(16 * 1024 * 1024, 5)
+  fs.writeFileSync(file, old)
   // validateMs so long that only the lease can tell.
   const app = await serve(t, root, { cache: { validateMs: 3600000 } })
-  assert.equal((await get(app, '/live.txt')).body.toString(), 'old contents\n')
-  // The lease lingers 500 ms after the response: the writer breaks it.
-  writeFromOtherProcess(file, 'new contents, longer\n')
-  assert.ok(await eventually(() => app.zeroCopy.stats().cache.invalidations.lease === 1),
+  assert.equal((await get(app, '/live.txt')).sha, sha256(old))
+  // A response in flight holds the lease while the writer comes (its 500 ms
+  // linger after a response is no bound: a writer started under load came
+  // after it, broke nothing, and the entry stayed). The writer runs
+  // asynchronously: it waits in open() until the lease is let go.
+  const reader = new RawClient(app.server.address().port)
+  t.after(() => reader.destroy())
+  reader.send([['GET', '/live.txt']])
+  await reader.until((x) => x.bytes > 1024 * 1024, { what: 'the first MiB' })
+  reader.socket.pause()
+  const writer = writeFromOtherProcessAsync(file, 'new contents, longer\n')
+  assert.ok(await eventually(() => app.zeroCopy.stats().cache.invalidations.lease === 1, { timeoutMs: 10000 }),
     JSON.stringify(app.zeroCopy.stats().cache))
+  reader.destroy() // the lease goes once its last response ends: the writer proceeds
+  assert.equal(await writer, 0)
   const after = await get(app, '/live.txt')
   assert.equal(after.body.toString(), 'new contents, longer\n')
   assert.equal(after.headers['content-length'], '21')
