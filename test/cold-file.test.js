@@ -19,6 +19,7 @@ const { spawnSync } = require('node:child_process')
 const { sha256, startServer, openFdCount, eventually } = require('./helpers')
 const { RawClient, fetchOnce } = require('./raw-client')
 const { leaseLinesOf } = require('./fixtures/reliability/common')
+const { pinPages } = require('./fixtures/pin-pages')
 const { native, coldCheck } = require('../dist/lib/native')
 
 const MiB = 1024 * 1024
@@ -200,8 +201,12 @@ test('hot files: no pool reads', { skip: SKIP, timeout: TIMEOUT }, async (t) => 
   const files = randomFiles(64 * MiB)
   const app = await startServer(t, { root: files.dir })
   const port = app.server.address().port
-  fs.readFileSync(path.join(files.dir, 'big.bin'))
-  fs.readFileSync(path.join(files.dir, 'small.bin'))
+  // Hot for the whole test: reading the files once would not do, another
+  // process may drop the page cache meanwhile (test/fixtures/pin-pages.js).
+  for (const name of ['big.bin', 'small.bin']) {
+    const pinned = await pinPages(path.join(files.dir, name))
+    t.after(() => pinned.release())
+  }
   const before = app.zeroCopy.stats()
   for (let i = 0; i < 20; i++) {
     const r = await fetchOnce(port, 'small.bin')
@@ -228,7 +233,10 @@ test('the mincore fallback (kernels without cachestat) reads a cold file in too'
   const after = app.zeroCopy.stats()
   console.log(`mincore: ${after.cold.reads - before.cold.reads} pool reads, ${after.cold.bytes - before.cold.bytes} bytes`)
   assert.ok(after.cold.reads > before.cold.reads)
-  // Hot now: the fallback sees it too.
+  // Hot now (and kept so: another process may drop the page cache): the
+  // fallback sees it too.
+  const pinned = await pinPages(path.join(files.dir, 'big.bin'))
+  t.after(() => pinned.release())
   const again = app.zeroCopy.stats().cold.reads
   assert.equal((await fetchOnce(port, 'big.bin')).sha, files.bigSha)
   assert.equal(app.zeroCopy.stats().cold.reads, again, 'no pool read for the hot file')
@@ -344,8 +352,13 @@ test('a file truncated while its pool read is pending: the truncation path', { s
   c.send([['GET', '/big.bin']])
   assert.ok(await eventually(() => native.binding.coldReadsPending() === 1), 'a pool read is pending')
   fs.truncateSync(path.join(files.dir, 'big.bin'), MiB)
+  // What is left stays in once read: a page cache dropped by another
+  // process between the pool read and the burst would need a second read.
+  const pinned = await pinPages(path.join(files.dir, 'big.bin'))
+  t.after(() => pinned.release())
   await release()
   await c.closedWithin()
+  await pinned.release() // its pipes are fds of ours: gone before assertClean
   const after = app.zeroCopy.stats()
   const r = c.responses[0]
   console.log(`truncated to 1 MiB during the pool read: status ${r?.status}, ${r?.received} of ${r?.length} body bytes, ` +

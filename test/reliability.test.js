@@ -624,6 +624,9 @@ function fdExhaustionRoot () {
   return dir
 }
 
+/** [from, from + 1, ..., to - 1] */
+const range = (from, to) => Array.from({ length: to - from }, (_, k) => from + k)
+
 const sparseShas = new Map()
 /** sha256 of f<i>.bin without reading it from disk. */
 function sparseSha (i) {
@@ -702,8 +705,53 @@ function classifyUnderLoad (r, other) {
   return 'other'
 }
 
+/**
+ * How many transfers the server holds at once: slow clients (each a
+ * different file, reading nothing after its head) are added one at a time,
+ * each once the server is quiet again (no pool read running, no lease but
+ * theirs), until one gets no 200. Each step's accept and open then find
+ * only the fds of the transfers already held, so the count depends on the
+ * fds the server holds, not on timing. Resolves with the count and the
+ * clients (the held 200s paused).
+ */
+async function transferCapacity (server, port, files) {
+  const clients = []
+  const refused = (await server.stats()).stats.leases.refused.other // no fd for the lease: sent without
+  for (const i of files) {
+    const r = await rampClient(port, i)
+    clients.push(r)
+    if (r.status !== 200) break
+    await eventually(async () => {
+      const s = await server.stats()
+      return s.coldPending === 0 && s.held + s.stats.leases.refused.other - refused === clients.length
+    }, { timeoutMs: 10000, stepMs: 20 })
+  }
+  const held = clients.filter((r) => r.status === 200)
+  return { count: held.length, clients, held, last: clients[clients.length - 1] }
+}
+
+/** Lets the probe's held clients read to the end; the number that got their file whole. */
+async function drainWhole (held) {
+  for (const r of held) r.socket.resume()
+  await Promise.all(held.map((r) => new Promise((resolve) => {
+    const timer = setTimeout(resolve, 20000)
+    const check = () => {
+      if (r.received >= SPARSE || r.closed) {
+        clearTimeout(timer)
+        resolve()
+      }
+    }
+    r.socket.on('data', () => setImmediate(check))
+    r.socket.on('close', check)
+    check()
+  })))
+  return held.filter((r) => r.received === SPARSE && r.hash.copy().digest('hex') === sparseSha(r.i)).length
+}
+
+// The bound: up to 62 s measured under stress-ng --cpu 2 on 2 cores before
+// the two capacity probes were added (about 5 s more alone).
 test('fd exhaustion: a server under RLIMIT_NOFILE 64 answers 503 + Retry-After (or the kernel/libuv drops the connection), then recovers', {
-  skip: NO_NATIVE || (!hasPrlimit && 'prlimit is not installed'), timeout: 90000
+  skip: NO_NATIVE || (!hasPrlimit && 'prlimit is not installed'), timeout: 150000
 }, async (t) => {
   const root = fdExhaustionRoot()
   const server = await startChildServer(root, {}, { nofile: 64 })
@@ -720,6 +768,14 @@ test('fd exhaustion: a server under RLIMIT_NOFILE 64 answers 503 + Retry-After (
   await sleep(700)
   const start = await server.stats()
   const other = []
+
+  // What "recovered" is measured against: how many transfers the fresh
+  // server holds at once before it answers 503 (f120-f134: files no other
+  // phase asks for, as cold as f135-f149 the probe after the load uses).
+  // (Its clients just go: phase A checks that held 200s end whole.)
+  const before = await transferCapacity(server, port, range(120, 135))
+  before.clients.forEach((r) => r.socket.destroy())
+  await eventually(async () => (await server.stats()).fds <= start.fds, { timeoutMs: 10000, stepMs: 100 })
 
   // Phase A, slow clients: one new connection every 5 ms, each for a
   // different 16 MiB file; a client that gets its 200 stops reading, so
@@ -804,15 +860,25 @@ test('fd exhaustion: a server under RLIMIT_NOFILE 64 answers 503 + Retry-After (
   await eventually(async () => (await server.stats()).fds <= start.fds, { timeoutMs: 10000, stepMs: 100 })
   const relieved = await server.stats()
 
-  // Full recovery: 20 requests one after the other, then 8 at once.
-  const recovery = { sequential: 0, concurrent: 0 }
+  // Full recovery: 20 requests one after the other, then as many
+  // transfers at once as the fresh server held. (A fixed number at once,
+  // such as 8 cold 16 MiB files, is no measure of recovery: each in-flight
+  // transfer holds 4 fds (socket, file, lease, the transfer's dup of the
+  // socket) and 2 more while a pool read runs (its dup of the file,
+  // /dev/null), so 8 need 32 to 48 of the 64 - 26 free ones, and a fresh
+  // server served all 8 or answered a 503 depending on how the requests
+  // interleaved.)
+  const recovery = { sequential: 0 }
   for (let i = 0; i < 20; i++) {
     const res = await fetchOnce(port, i % 5 !== 0 ? 'small.txt' : `f${i}.bin`)
     if (res.status === 200 && res.done && (i % 5 !== 0 ? res.length === 16 : res.sha === sparseSha(i))) recovery.sequential++
   }
-  const together = await Promise.all(Array.from({ length: 8 }, (_, k) => fetchOnce(port, `f${100 + k}.bin`)))
-  recovery.concurrent = together.filter((res, k) => res.status === 200 && res.sha === sparseSha(100 + k)).length
-  await sleep(700)
+  await eventually(async () => (await server.stats()).held === 0, { timeoutMs: 10000, stepMs: 50 })
+  const after = await transferCapacity(server, port, range(135, 150))
+  t.after(() => after.clients.forEach((r) => r.socket.destroy()))
+  const afterWhole = await drainWhole(after.held)
+  after.clients.forEach((r) => r.socket.destroy())
+  await eventually(async () => (await server.stats()).held === 0, { timeoutMs: 10000, stepMs: 50 })
   const end = await server.stats()
 
   console.log(`fd exhaustion: RLIMIT_NOFILE ${server.nofile}, server fds at start ${start.fds}`)
@@ -822,7 +888,8 @@ test('fd exhaustion: a server under RLIMIT_NOFILE 64 answers 503 + Retry-After (
   console.log(`fd exhaustion, phase B (80 idle connections, then a request on each): ${JSON.stringify(idleOutcome)}; ` +
     `error logs ${JSON.stringify(filled.logErrors)}`)
   console.log(`fd exhaustion: after the load server fds ${relieved.fds}, leases held ${relieved.held}; recovery: ` +
-    `${recovery.sequential}/20 sequential and ${recovery.concurrent}/8 concurrent requests served whole; ` +
+    `${recovery.sequential}/20 sequential requests served whole; transfers held at once ${before.count} before the load ` +
+    `(then ${before.last.status || 'dropped'}), ${after.count} after (${afterWhole} whole, then ${after.last.status || 'dropped'}); ` +
     `at the end fds ${end.fds}, leases held ${end.held}, uncaught ${end.errors.length}, warnings ${end.warnings.length}, alive ${server.alive()}`)
 
   assert.deepEqual(other, [], 'every answer is a 200, a 503 with the code and Retry-After, or a dropped connection')
@@ -831,7 +898,9 @@ test('fd exhaustion: a server under RLIMIT_NOFILE 64 answers 503 + Retry-After (
     (rampOutcome['connection dropped without a response'] ?? 0) > 0, 'phase A reaches the limit')
   assert.ok(idleOutcome['503 FST_ZEROCOPY_UNAVAILABLE + Retry-After'] > 0, 'phase B: requests beyond the limit get 503')
   assert.equal(recovery.sequential, 20, 'after the load every sequential request is served whole')
-  assert.equal(recovery.concurrent, 8, 'after the load 8 concurrent 16 MiB requests are served whole')
+  assert.ok(before.count >= 4 && before.count < 15 && before.last.status !== 200, `the fresh server holds ${before.count} transfers, then refuses`)
+  assert.ok(after.count >= before.count, `after the load the server holds as many transfers at once as before: ${after.count} vs ${before.count}`)
+  assert.equal(afterWhole, after.count, 'each transfer held after the load completes whole')
   assert.deepEqual(end.errors, [], 'no uncaught exception in the server')
   assert.ok(server.alive())
   assert.equal(end.held, 0, 'no lease left in the server')
