@@ -150,12 +150,17 @@ async function startServer (options = {}) {
   return { child, hello, stats, startMs: Date.now() - started, stderr: () => stderr }
 }
 
-/** LEASE lines of /proc/locks held by `pid`: { state, type } each. */
-function leasesOf (pid) {
+/**
+ * LEASE lines of /proc/locks held by `pid` on the file `filePath`: { state,
+ * type } each. By inode: the files of earlier requests keep their leases for
+ * a moment after their responses (the idle linger), and are not this file.
+ */
+function leasesOf (pid, filePath) {
+  const ino = fs.statSync(filePath).ino
   const out = []
   for (const line of fs.readFileSync('/proc/locks', 'utf8').split('\n')) {
-    const m = /^\d+:\s+(->\s+)?LEASE\s+(\S+)\s+(\S+)\s+(\d+)\s/.exec(line)
-    if (m && !m[1] && Number(m[4]) === pid) out.push({ state: m[2], type: m[3], line })
+    const m = /^\d+:\s+(->\s+)?LEASE\s+(\S+)\s+(\S+)\s+(\d+)\s+[0-9a-f]+:[0-9a-f]+:(\d+)\s/.exec(line)
+    if (m && !m[1] && Number(m[4]) === pid && Number(m[5]) === ino) out.push({ state: m[2], type: m[3], line })
   }
   return out
 }
@@ -225,15 +230,15 @@ test('a lease is held during a send (/proc/locks, emulated pid); a writer here b
   sock.on('close', () => { closed = true })
   sock.write(`GET /${BIG} HTTP/1.1\r\nHost: arm64\r\n\r\n`)
 
-  await waitFor(() => leasesOf(pid).length > 0, `a LEASE in /proc/locks for pid ${pid}`, 30000)
-  assert.deepEqual(leasesOf(pid).map((l) => `${l.state} ${l.type}`), ['ACTIVE READ'])
+  await waitFor(() => leasesOf(pid, file).length > 0, `a LEASE in /proc/locks for pid ${pid}`, 30000)
+  assert.deepEqual(leasesOf(pid, file).map((l) => `${l.state} ${l.type}`), ['ACTIVE READ'])
   const during = (await server.stats()).stats
   assert.equal(during.leases.taken, before.leases.taken + 1)
 
   // O_NONBLOCK: EAGAIN at once, and the break has started.
   const started = Date.now()
   assert.throws(() => fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK), { code: 'EAGAIN' })
-  await waitFor(() => leasesOf(pid).length === 0, `pid ${pid} to let its lease go`, 20000)
+  await waitFor(() => leasesOf(pid, file).length === 0, `pid ${pid} to let its lease go`, 20000)
   const releasedMs = Date.now() - started
   const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK) // no lease left: no EAGAIN
   fs.closeSync(fd)
