@@ -9,7 +9,8 @@
  * no client ever reads a mix of old and new bytes.
  *
  * All of this runs on one native thread per process, so it works while the
- * JavaScript event loop is blocked. Facts behind each step: shared/LEASES.md.
+ * JavaScript event loop is blocked. Facts behind each step:
+ * docs/kernel-facts.md.
  *
  *  - One process-wide handler, SA_SIGINFO, on SIGRTMIN+2 computed at run
  *    time (glibc takes 32 and 33). Node cannot catch it from JS, and its
