@@ -72,6 +72,8 @@ export class FileBody extends Readable {
   private direct = false
   private pendingDestroy: (() => void) | null = null
   private stallTimer: NodeJS.Timeout | null = null
+  /** _read calls so far: each one is the destination taking what it had. */
+  private reads = 0
   private readonly connection: Socket | null
 
   constructor (job: FileBodyJob) {
@@ -142,8 +144,31 @@ export class FileBody extends Readable {
     if (this.job.sendTimeout > 0) this.stallTimer = setTimeout(this.onStall, this.job.sendTimeout).unref()
   }
 
+  /**
+   * sendTimeout measures the client: it fires only while bytes wait for
+   * the client to take them. Our own read still in the pool (busy with
+   * other responses) or nothing queued for the client: the wait is ours,
+   * so a full period starts again.
+   */
   private readonly onStall = (): void => {
     if (this.settled) return
+    const queued = this.job.reply.raw.writableLength
+    if (this.reading || queued === 0) {
+      this.stallTimer?.refresh()
+      return
+    }
+    // A loop turn runs its timers before its I/O: after a late turn this
+    // fires although the client took bytes meanwhile. Decide after this
+    // turn's I/O (nginx handles events before it expires timers); a
+    // _read in between is progress and has re-armed the timer.
+    const reads = this.reads
+    setImmediate(() => {
+      if (this.settled || this.destroyed || this.reads !== reads) return
+      this.timeOut()
+    })
+  }
+
+  private timeOut (): void {
     this.settled = true
     this.job.stats.timeouts++
     this.job.reply.log.info({ file: this.job.filePath, sent: this.position - this.job.start },
@@ -170,6 +195,7 @@ export class FileBody extends Readable {
   }
 
   override _read (size: number): void {
+    this.reads++
     this.stallTimer?.refresh()
     const length = Math.min(size, this.job.end - this.position)
     if (length <= 0) {

@@ -4,7 +4,8 @@
  * JS sends the first burst synchronously (most files end there). What is
  * left becomes a transfer: a uv_poll_t waits for the socket to become
  * writable, each wake-up sends one burst, and a uv_timer_t drops a client
- * that takes nothing for `timeout` ms (nginx's send_timeout).
+ * that takes nothing for `timeout` ms (nginx's send_timeout; time spent
+ * waiting for our own pool read, or a late loop, does not count).
  *
  * The poll watches a dup() of the socket: libuv refuses a second watcher on
  * an fd it already polls (UV_EEXIST), and once Node destroys the socket its
@@ -23,6 +24,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
 #include <uv.h>
@@ -138,8 +140,33 @@ static void finish(transfer_t* t, int status) {
 
 static void arm_timer(transfer_t* t);
 
+/* A loop turn runs its timers before its I/O: when the loop ran late (a
+ * long GC, a starved process) this fires although the client took bytes
+ * meanwhile and the writable event is still waiting to be handled. nginx
+ * handles events before it expires timers; here the socket is asked. If
+ * it is writable the client is not stalling: a full period starts again,
+ * and on_writable sends in this same turn. */
 static void on_timeout(uv_timer_t* timer) {
-  finish(timer->data, -ETIMEDOUT);
+  transfer_t* t = timer->data;
+  struct pollfd pfd;
+  int rc;
+
+  pfd.fd = t->sock;
+  pfd.events = POLLOUT;
+  pfd.revents = 0;
+  do
+    rc = poll(&pfd, 1, 0);
+  while (rc < 0 && errno == EINTR); /* the lease's RT signal */
+  if (rc < 0) {
+    t->syscall = "poll";
+    finish(t, -errno);
+    return;
+  }
+  if (rc > 0 && (pfd.revents & POLLOUT)) {
+    arm_timer(t);
+    return;
+  }
+  finish(t, -ETIMEDOUT);
 }
 
 static void arm_timer(transfer_t* t) {

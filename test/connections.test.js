@@ -12,7 +12,7 @@ const net = require('node:net')
 const tls = require('node:tls')
 const http2 = require('node:http2')
 const crypto = require('node:crypto')
-const { spawnSync } = require('node:child_process')
+const { spawn, spawnSync } = require('node:child_process')
 const { Agent, request } = require('undici')
 const {
   sha256, patternBytes, fixtures, startServer, urlOf, openFdCount, eventually
@@ -343,6 +343,71 @@ test('sendTimeout: a slow but progressing client is not dropped', { timeout: TES
   assert.equal(c.responses[0].sha, expected()['64m.bin'].sha)
   assert.equal(app.zeroCopy.stats().timeouts, 0)
 })
+
+// A client in another process reads the whole of 64 MiB at its own pace and
+// prints what it got; "first" on stdout when the body starts.
+const READER = `
+const net = require('node:net'), crypto = require('node:crypto')
+const s = net.connect(+process.argv[1], '127.0.0.1', () =>
+  s.write('GET /64m.bin HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n'))
+let head = null, pending = Buffer.alloc(0), body = 0, first = true
+const hash = crypto.createHash('sha256')
+s.on('data', (d) => {
+  if (first) { first = false; process.stdout.write('first\\n') }
+  if (head === null) {
+    pending = Buffer.concat([pending, d])
+    const i = pending.indexOf('\\r\\n\\r\\n')
+    if (i < 0) return
+    head = pending.subarray(0, i).toString('latin1')
+    d = pending.subarray(i + 4)
+  }
+  body += d.length
+  hash.update(d)
+})
+s.on('error', () => {})
+s.on('close', () => process.stdout.write(JSON.stringify({ head, body, sha: hash.digest('hex') }) + '\\n'))
+`
+
+for (const variant of [
+  { name: 'sendfile', options: {}, transport: 'sendfile' },
+  { name: 'write fallback', options: { zeroCopy: false }, transport: 'write' }
+]) {
+  test(`sendTimeout (${variant.name}): a server loop that runs late does not drop a client that kept reading`, { timeout: TEST_TIMEOUT }, async (t) => {
+    // A loop turn runs its timers before its I/O. After a turn that ran
+    // longer than sendTimeout (a GC pause, a starved process), the timer is
+    // due while the client's reads are still waiting to be seen: the client
+    // did not stall, the server did. Here the server's loop is blocked for
+    // 1 s mid-transfer while a client in another process drains the socket.
+    const replies = []
+    const app = await startServer(t, { ...variant.options, sendTimeout: 300 }, { route: recordingRoute(replies) })
+    const port = app.server.address().port
+    const child = spawn(process.execPath, ['-e', READER, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] })
+    t.after(() => child.kill())
+    let out = ''
+    const closed = new Promise((resolve) => child.stdout.on('data', (d) => {
+      out += d
+      if (out.includes('first\n') && !blocked) block()
+      if (out.trimEnd().endsWith('}')) resolve(JSON.parse(out.trim().split('\n').pop()))
+    }))
+    let blocked = false
+    let blockedMs = 0
+    const block = () => {
+      blocked = true
+      // The body has begun and 64 MiB cannot fit in the socket buffers: the
+      // transfer is in progress. Atomics.wait blocks this thread (and its loop).
+      const at = Date.now()
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000)
+      blockedMs = Date.now() - at
+    }
+    const got = await closed
+    assert.ok(blocked && blockedMs >= 1000, `the loop was blocked ${blockedMs} ms mid-transfer`)
+    assert.match(got.head, /^HTTP\/1\.1 200 /)
+    assert.equal(got.body, 64 << 20, 'the whole body arrived')
+    assert.equal(got.sha, expected()['64m.bin'].sha)
+    assert.equal(replies[0].zeroCopyTransport, variant.transport)
+    assert.equal(app.zeroCopy.stats().timeouts, 0)
+  })
+}
 
 // ---------------------------------------------------------------------------
 // Truncation
