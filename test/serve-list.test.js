@@ -219,8 +219,10 @@ test('listings: a symlinked folder that leaves the root is not listed', async (t
 
 // Out of file descriptors while listing: 503 with Retry-After, as for a
 // file (@fastify/static sends the 404 handler). The connection is opened
-// before the fd table is filled. With the cache off the folder's own open
-// fails; with it on (warmed up) the folder is found open and readdir fails.
+// before the fd table is filled. With the cache on or off, it is the
+// folder's own open (beneath root, before reading it) that fails here: a
+// failing readdir takes the same branch in lib/serve.ts but is not
+// provoked on its own by this test.
 test('listings: EMFILE answers 503 with Retry-After', async (t) => {
   for (const cache of [false, undefined]) {
     const app = Fastify()
