@@ -1,4 +1,5 @@
 import http from 'node:http'
+import path from 'node:path'
 import { Readable } from 'node:stream'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply } from 'fastify'
@@ -46,7 +47,9 @@ async function zeroCopyPlugin (fastify: FastifyInstance, pluginOptions: FastifyZ
     stats,
     leaseLog: native.binding !== null ? new LeaseLog(fastify.log) : null
   }
-  if (native.reason !== null && options.zeroCopy) {
+  // suppressWarning (serve mode) silences it, as @fastify/static's
+  // silences its own registration warning.
+  if (native.reason !== null && options.zeroCopy && options.serveOptions?.suppressWarning !== true) {
     fastify.log.warn(`fastify-zero-copy: ${native.reason}; files are sent with the write-based fallback`)
   }
 
@@ -222,7 +225,7 @@ function respondWithDigest (reply: FastifyReply, state: PluginState, ref: OpenFi
   // connection allows it (lib/file-body.ts).
   const fallback = fallbackReason(reply, options)
   const body = new FileBody({
-    reply, fd: file.fd, release: ref, filePath: displayPath, start: plan.start, end: plan.end,
+    reply, fd: file.fd, release: ref, filePath: displayPath, path: absolutePath(ref.resolved), start: plan.start, end: plan.end,
     sendTimeout: options.sendTimeout, stats: state.stats, fallback, lease, leaseLog: state.leaseLog
   })
   // Nothing could see or change the payload on its way (no onSend hook, no
@@ -276,6 +279,10 @@ function planWithCache (facts: RequestFacts, ref: OpenFileRef, file: FileFacts, 
     ref.rememberPlainHeaders(options, typePath, plan.headers)
   }
   return plan
+}
+
+function absolutePath (resolved: OpenablePath): string {
+  return resolved.kind === 'beneath' ? path.join(resolved.root, resolved.relative) : resolved.path
 }
 
 function sendOpenError (reply: FastifyReply, err: Error): void {

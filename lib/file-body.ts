@@ -26,6 +26,8 @@ export interface FileBodyJob {
   /** Gives the fd back (closes it, or returns it to the open-file cache). */
   release: { release (): void, invalidate (cause: 'changed'): void }
   filePath: string
+  /** The file's absolute path: the body's `path`, as on @fastify/send's stream. */
+  path: string
   /** File offsets of the body: [start, end). */
   start: number
   end: number
@@ -60,6 +62,8 @@ function watchConnection (socket: Socket, body: FileBody): void {
 
 export class FileBody extends Readable {
   readonly job: FileBodyJob
+  /** The file's absolute path, for onSend hooks (fs.ReadStream has it too; @fastify/static's payload is one). */
+  readonly path: string
   /** Next file offset to send. */
   position: number
   /** Native transfer handle while the event loop carries the body. */
@@ -79,6 +83,7 @@ export class FileBody extends Readable {
   constructor (job: FileBodyJob) {
     super({ highWaterMark })
     this.job = job
+    this.path = job.path
     this.position = job.start
     const res = job.reply.raw
     this.connection = res instanceof http.ServerResponse && res.socket === null ? job.reply.request.raw.socket ?? null : null

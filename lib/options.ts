@@ -45,8 +45,10 @@ const pluginSchema = {
         }
       ]
     },
-    serve: { type: 'boolean' },
-    // With serve: true, root may list several folders (lib/serve-options.ts).
+    // true: routes and reply decorators; 'decorators': the reply decorators
+    // only (@fastify/static's serve: false); false: neither.
+    serve: { enum: [true, false, 'decorators'] },
+    // In serve mode, root may list several folders (lib/serve-options.ts).
     root: {
       anyOf: [
         fileResponseProperties.root,
@@ -96,9 +98,9 @@ export interface ResolvedOptions {
   filename: string | undefined
   /** The open-file cache's bounds, or false (plugin-wide; not a per-call option). */
   cache: CacheOptions | false
-  /** Register GET/HEAD routes that serve `root` (static-serving mode). */
+  /** Serve mode (serve: true or 'decorators'): reply.sendFile/download, and with true GET/HEAD routes serving `root`. */
   serve: boolean
-  /** With serve: true, the serve-mode options (root is then serveOptions.roots[0]); null otherwise. */
+  /** In serve mode, the serve-mode options (root is then serveOptions.roots[0]); null otherwise. */
   serveOptions: ServeOptions | null
 }
 
@@ -210,15 +212,17 @@ export function resolvePluginOptions (options: unknown): ResolvedOptions | Error
   const serveError = checkServeValues(raw)
   if (serveError !== null) return serveError
   // What serve mode keeps for itself stays out of the per-response options.
-  const serveOptions = raw.serve === true ? resolveServeOptions(raw) : null
+  const serveMode = raw.serve === true || raw.serve === 'decorators'
+  const serveOptions = serveMode ? resolveServeOptions(raw) : null
   const fileOptions: Record<string, unknown> = {}
   for (const key in raw) {
-    if (!(key in serveSchemaProperties)) fileOptions[key] = raw[key]
+    if (!(key in serveSchemaProperties) && key !== 'serve') fileOptions[key] = raw[key]
   }
   if (Array.isArray(raw.root)) fileOptions.root = (raw.root as string[])[0]
   const error = checkValues(fileOptions as PluginOptions, true)
   if (error !== null) return error
   const resolved = resolve(defaults, fileOptions as PluginOptions)
+  resolved.serve = serveMode
   resolved.serveOptions = serveOptions
   return resolved
 }

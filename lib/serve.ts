@@ -1,5 +1,6 @@
 // Static-serving mode (option `serve: true`): GET and HEAD routes, and
-// reply.sendFile / reply.download, like @fastify/static's, served through
+// reply.sendFile / reply.download (alone with `serve: 'decorators'`),
+// like @fastify/static's, served through
 // the plugin's request flow (lib/serve-core.ts), so every body goes out
 // with sendfile(2) where the connection allows it.
 //
@@ -13,10 +14,12 @@ import path from 'node:path'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import type { ServeCore, FileRef, RespondExtras } from './serve-core'
 import type { ResolvedOptions } from './options'
-import type { ServeOptions } from './serve-options'
+import type { ServeOptions, OnFile } from './serve-options'
+import type { IgnoreMatcher } from './glob-ignore'
 import type { SendFileOptions } from '../types/index'
 import { resolveRequestPath } from './resolve-path'
 import { acceptableCodings, PRECOMPRESSED_CODINGS } from './accept-encoding'
+import { isListingName, listedFolder, sendListing } from './serve-list'
 import { FST_ZEROCOPY_BAD_PATH, FST_ZEROCOPY_FORBIDDEN, FST_ZEROCOPY_INVALID_OPTION, FST_ZEROCOPY_NO_ROOT, httpErrorForOpen, sendHttpError } from './errors'
 
 const CODINGS = PRECOMPRESSED_CODINGS.map((c) => c.coding)
@@ -33,29 +36,48 @@ interface Lookup {
   core: ServeCore
   serve: ServeOptions
   options: ResolvedOptions
+  /** Absolute folders searched in order; [] for absolute paths only (decorators without root). */
   roots: string[]
+  /** The same roots as spelled for allowedPath (@fastify/static passes them as given). */
+  rootNames: string[]
   index: string[]
   extensions: string[]
+  onFile: OnFile | undefined
+  /** The URL prefix of the routes, with its trailing '/' unless prefixAvoidTrailingSlash (listing links start with it). */
+  prefix: string
 }
 
 /** What looking for one path in one root found (send's result, in short). */
 type Found =
   | { kind: 'file', ref: FileRef, relative: string }
-  | { kind: 'directory' }
+  /** A folder named without its trailing '/' (`relative` under the root). */
+  | { kind: 'directory', relative: string }
+  /** A folder named with its '/', and no index to serve (send's 403): listed when `list` is on and index is off. */
+  | { kind: 'folder', relative: string }
   /** `code` is the system error's, when there was one: ENOENT moves on to the next coding or root. */
   | { kind: 'error', status: number, code?: string, error?: Error }
 
 export function registerStaticRoutes (fastify: FastifyInstance, core: ServeCore): void {
   const serve = core.options.serveOptions
   if (serve === null) throw new FST_ZEROCOPY_INVALID_OPTION('serve', 'serve-mode options are missing')
+  let prefix = serve.prefix
+  if (!serve.prefixAvoidTrailingSlash && !prefix.endsWith('/')) prefix += '/'
   const base: Lookup = {
-    core, serve, options: core.options, roots: serve.roots, index: serve.index, extensions: serve.extensions
+    core,
+    serve,
+    options: core.options,
+    roots: serve.roots,
+    rootNames: serve.rootNames,
+    index: serve.index,
+    extensions: serve.extensions,
+    onFile: serve.onFile,
+    prefix
   }
 
   if (serve.decorateReply) decorateReply(fastify, base)
+  // serve: 'decorators' (@fastify/static's serve: false): no routes.
+  if (!serve.routes) return
 
-  let prefix = serve.prefix
-  if (!serve.prefixAvoidTrailingSlash && !prefix.endsWith('/')) prefix += '/'
   // `schema.hide` is read by @fastify/swagger, not by Fastify's types.
   const routeOptions: Partial<RouteOptions> = { schema: { hide: serve.schemaHide } as RouteOptions['schema'] }
   if (serve.constraints !== undefined) routeOptions.constraints = serve.constraints
@@ -110,10 +132,11 @@ function sendWithCallOptions (reply: FastifyReply, filePath: string, root: strin
     reply.send(new FST_ZEROCOPY_BAD_PATH())
     return
   }
-  // index and extensions are serve mode's; the rest are sendFileZeroCopy's
-  // per-call options, validated the same way. serveDotFiles is accepted
-  // and, as in @fastify/static's send, has no effect here.
-  const { index, extensions, serveDotFiles, ...callOptions } = given ?? {}
+  // index, extensions and onFile are serve mode's; the rest are
+  // sendFileZeroCopy's per-call options, validated the same way.
+  // serveDotFiles is accepted and, as in @fastify/static's send, has no
+  // effect here.
+  const { index, extensions, serveDotFiles, onFile, ...callOptions } = given ?? {}
   // As in @fastify/static, an empty root means the plugin's own.
   if (root === '') root = undefined
   if (root !== undefined) callOptions.root = root
@@ -122,6 +145,10 @@ function sendWithCallOptions (reply: FastifyReply, filePath: string, root: strin
   const listError = checkList('index', index, true) ?? checkList('extensions', extensions, false)
   if (listError !== null || (serveDotFiles !== undefined && typeof serveDotFiles !== 'boolean')) {
     reply.send(listError ?? new FST_ZEROCOPY_INVALID_OPTION('serveDotFiles', 'must be boolean'))
+    return
+  }
+  if (onFile !== undefined && typeof onFile !== 'function') {
+    reply.send(new FST_ZEROCOPY_INVALID_OPTION('onFile', `must be a function, got ${typeof onFile}`))
     return
   }
   const options = Object.keys(callOptions).length === 0 ? base.options : base.core.callOptions(callOptions)
@@ -133,8 +160,10 @@ function sendWithCallOptions (reply: FastifyReply, filePath: string, root: strin
     ...base,
     options,
     roots: root !== undefined ? [options.root as string] : base.roots,
+    rootNames: root !== undefined ? [root] : base.rootNames,
     index: index === undefined ? base.index : toList(index),
-    extensions: extensions === undefined ? base.extensions : toList(extensions)
+    extensions: extensions === undefined ? base.extensions : toList(extensions),
+    onFile: onFile === undefined ? base.onFile : onFile as OnFile
   }
   lookUp(reply.request, reply, filePath, lookup)
 }
@@ -165,7 +194,26 @@ function lookUp (request: FastifyRequest, reply: FastifyReply, pathname: string,
     reply.send(new FST_ZEROCOPY_FORBIDDEN())
     return
   }
-  lookup.core.whenTurn(reply, () => attempt(request, reply, pathname, 0, null, lookup))
+  // No root at all (serve: 'decorators' without one): only absolute paths.
+  if (lookup.roots.length === 0 && !path.isAbsolute(pathname)) {
+    reply.callNotFound()
+    return
+  }
+  lookup.core.whenTurn(reply, () => {
+    try {
+      attempt(request, reply, pathname, 0, null, lookup)
+    } catch (err) {
+      // findIndex ran out of file descriptors: 503 with Retry-After, as
+      // for the file itself (not "no index", which would be a 404).
+      if (!isOutOfFds(err)) throw err
+      sendHttpError(reply, httpErrorForOpen(err as Error))
+    }
+  })
+}
+
+function isOutOfFds (err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code
+  return code === 'EMFILE' || code === 'ENFILE'
 }
 
 /**
@@ -176,9 +224,10 @@ function lookUp (request: FastifyRequest, reply: FastifyReply, pathname: string,
 function attempt (request: FastifyRequest, reply: FastifyReply, pathname: string, rootIndex: number,
   tried: Set<string> | null, lookup: Lookup): void {
   const { serve, roots } = lookup
-  const root = roots[rootIndex]
+  const root = roots[rootIndex] as string | undefined
+  const rootName = lookup.rootNames[rootIndex] as string | undefined
   const requested = normalizePathname(pathname)
-  if (serve.allowedPath !== undefined && !serve.allowedPath(requested, root, request)) {
+  if (serve.allowedPath !== undefined && !serve.allowedPath(requested, rootName, request)) {
     reply.callNotFound()
     return
   }
@@ -207,8 +256,8 @@ function attempt (request: FastifyRequest, reply: FastifyReply, pathname: string
       // The final file may differ from the request (an index, an
       // extension): allowedPath sees that one too, under its logical name.
       const selected = coding === undefined ? found.relative : found.relative.slice(0, -SUFFIX.get(coding)!.length)
-      const final = requested.startsWith('/') ? '/' + selected : selected
-      if (serve.allowedPath !== undefined && final !== requested && !serve.allowedPath(final, root, request)) {
+      const final = root === undefined || !requested.startsWith('/') ? selected : '/' + selected
+      if (serve.allowedPath !== undefined && final !== requested && !serve.allowedPath(final, rootName, request)) {
         found.ref.release()
         reply.callNotFound()
         return
@@ -217,7 +266,11 @@ function attempt (request: FastifyRequest, reply: FastifyReply, pathname: string
       return
     }
     case 'directory':
-      if (serve.redirect) {
+      // A listing wins over the redirect and the index (@fastify/static
+      // lists first; its later answer finds the reply already sent).
+      if (serve.list !== null && root !== undefined) {
+        list(reply, path.join(root, found.relative), pathname, lookup)
+      } else if (serve.redirect) {
         reply.redirect(redirectUrl(request.raw.url ?? '/'), 301)
       } else if (!pathname.endsWith('/') && findIndex(pathname, root, lookup) !== undefined) {
         // A folder named without its slash, with an index: served as if it
@@ -227,13 +280,23 @@ function attempt (request: FastifyRequest, reply: FastifyReply, pathname: string
         reply.callNotFound()
       }
       return
+    case 'folder':
+      // index is off (send's 403 for a folder URL): its listing, or the 403.
+      if (serve.list !== null && lookup.index.length === 0 && root !== undefined) {
+        list(reply, path.join(root, found.relative), pathname, lookup)
+        return
+      }
+      sendHttpError(reply, new FST_ZEROCOPY_FORBIDDEN())
+      return
     case 'error':
       if (found.code === 'ENOENT') {
+        if (coding !== undefined && !serve.redirect && !pathname.endsWith('/') && findIndex(pathname, root, lookup) !== undefined) {
+          attempt(request, reply, pathname + '/', 0, tried, lookup)
+          return
+        }
+        // A missing listing name (`/dir/index.json`): the folder's listing.
+        if (serve.list !== null && serve.roots.length > 0 && isListingName(pathname, serve.list) && listNamed(reply, pathname, lookup)) return
         if (coding !== undefined) {
-          if (!serve.redirect && !pathname.endsWith('/') && findIndex(pathname, root, lookup) !== undefined) {
-            attempt(request, reply, pathname + '/', 0, tried, lookup)
-            return
-          }
           tried!.add(coding)
           attempt(request, reply, pathname, rootIndex, tried, lookup)
           return
@@ -253,8 +316,45 @@ function attempt (request: FastifyRequest, reply: FastifyReply, pathname: string
   }
 }
 
+// --- listings (lib/serve-list.ts) --------------------------------------------
+
+/**
+ * Lists the folder a listing name or a folder URL names, under the
+ * plugin's root as @fastify/static does; false when that folder would be
+ * outside the root (nothing sent).
+ */
+function listNamed (reply: FastifyReply, pathname: string, lookup: Lookup): boolean {
+  const root = lookup.serve.roots[0]
+  const dir = listedFolder(root, pathname)
+  if (dir === null) return false
+  // Opened through the same rules as a file (openat2 beneath the root):
+  // a symlinked folder outside it is not listed.
+  const opened = open(path.relative(root, dir) + '/', root, lookup)
+  if (opened instanceof Error) {
+    if (isOutOfFds(opened)) sendHttpError(reply, httpErrorForOpen(opened))
+    else reply.callNotFound()
+    return true
+  }
+  const isFolder = opened.ref.file.isDirectory
+  opened.ref.release()
+  if (!isFolder) reply.callNotFound()
+  else list(reply, dir, pathname, lookup)
+  return true
+}
+
+function list (reply: FastifyReply, dir: string, route: string, lookup: Lookup): void {
+  const at = { dir, route, prefix: lookup.prefix, dotfiles: lookup.options.dotfiles }
+  sendListing(reply, lookup.serve.list!, at, (err) => {
+    // Deviation: out of file descriptors is a 503 with Retry-After (as
+    // for files); @fastify/static sends any unreadable folder to the 404
+    // handler.
+    if (isOutOfFds(err)) sendHttpError(reply, httpErrorForOpen(err))
+    else reply.callNotFound()
+  }).catch((err: Error) => reply.send(err))
+}
+
 /** What @fastify/send finds for `candidate` under `root`: a file (opened), a folder, or an error. */
-function find (candidate: string, root: string, lookup: Lookup, useIndex: boolean): Found {
+function find (candidate: string, root: string | undefined, lookup: Lookup, useIndex: boolean): Found {
   const { core, options } = lookup
   const resolved = resolveRequestPath(candidate, root, options.dotfiles)
   if (resolved.kind === 'refused') {
@@ -306,23 +406,30 @@ function find (candidate: string, root: string, lookup: Lookup, useIndex: boolea
   opened.ref.release()
   if (file.isDirectory) {
     // send answers 403 for a folder URL it could not serve an index for.
-    return candidate.endsWith('/') ? { kind: 'error', status: 403, error: new FST_ZEROCOPY_FORBIDDEN() } : { kind: 'directory' }
+    return candidate.endsWith('/') ? { kind: 'folder', relative: opened.relative } : { kind: 'directory', relative: opened.relative }
   }
   // Deviation: FIFOs, sockets and devices are not served (send would
   // stream a FIFO and hang); like a missing file, they get the 404 handler.
   return { kind: 'error', status: 404 }
 }
 
-/** Opens `candidate` under `root` through the core (and its cache); an Error (Node-shaped) when it cannot. */
-function open (candidate: string, root: string, lookup: Lookup): { ref: FileRef, relative: string } | Error {
+/**
+ * Opens `candidate` under `root` (or, without a root, the absolute path)
+ * through the core and its cache; an Error (Node-shaped) when it cannot.
+ * `relative` is the path under root, or the absolute path.
+ */
+function open (candidate: string, root: string | undefined, lookup: Lookup): { ref: FileRef, relative: string } | Error {
   const resolved = resolveRequestPath(candidate, root, lookup.options.dotfiles)
   if (resolved.kind === 'refused') return Object.assign(new Error(resolved.reason), { code: 'ENOENT' })
-  if (resolved.kind !== 'beneath') return Object.assign(new Error('no root'), { code: 'ENOENT' })
   try {
-    return { ref: lookup.core.open(resolved, lookup.options), relative: resolved.relative }
+    return { ref: lookup.core.open(resolved, lookup.options), relative: resolved.kind === 'beneath' ? resolved.relative : resolved.path }
   } catch (err) {
     return err as Error
   }
+}
+
+function fullPath (root: string | undefined, relative: string): string {
+  return root === undefined ? relative : path.join(root, relative)
 }
 
 // Missing (ENOENT, ENOTDIR, ENAMETOOLONG, and our other 404s) goes to the
@@ -338,11 +445,14 @@ function openError (err: Error): Found {
 }
 
 /** The first index name under the folder `pathname` that is a file (not a folder). */
-function findIndex (pathname: string, root: string, lookup: Lookup): string | undefined {
+function findIndex (pathname: string, root: string | undefined, lookup: Lookup): string | undefined {
   const folder = pathname.endsWith('/') ? pathname : pathname + '/'
   for (const name of lookup.index) {
     const opened = open(folder + name, root, lookup)
-    if (opened instanceof Error) continue
+    if (opened instanceof Error) {
+      if (isOutOfFds(opened)) throw opened
+      continue
+    }
     const isFolder = opened.ref.file.isDirectory
     opened.ref.release()
     if (!isFolder) return name
@@ -350,9 +460,16 @@ function findIndex (pathname: string, root: string, lookup: Lookup): string | un
   return undefined
 }
 
-function respond (reply: FastifyReply, ref: FileRef, relative: string, root: string, coding: string | undefined,
+function respond (reply: FastifyReply, ref: FileRef, relative: string, root: string | undefined, coding: string | undefined,
   logical: string, lookup: Lookup): void {
   const { serve, core, options } = lookup
+  const filePath = fullPath(root, relative)
+  // As with @fastify/static, whose send headers replace the reply's: the
+  // file's Content-Type and Cache-Control win over what the app set before
+  // sendFile (reply.type('text/html') still gets '; charset=utf-8'); the
+  // options turn them off, and setHeaders (below) has the last word.
+  if (options.contentType) reply.removeHeader('content-type')
+  if (options.cacheControl !== null) reply.removeHeader('cache-control')
   const extras: RespondExtras = {}
   if (coding !== undefined) {
     // Typed as the file it encodes: app.js.br is application/javascript.
@@ -362,13 +479,36 @@ function respond (reply: FastifyReply, ref: FileRef, relative: string, root: str
   if (serve.setHeaders !== undefined || serve.preCompressed) {
     const setHeaders = serve.setHeaders
     extras.beforeHeaders = (file) => {
-      if (setHeaders !== undefined) setHeaders(reply, path.join(root, relative), statsOf(file.fd, path.join(root, relative)))
+      if (setHeaders !== undefined) setHeaders(reply, filePath, statsOf(file.fd, filePath))
       // The variant depends on Accept-Encoding, even when it is the file
       // itself: a shared cache must not hand it to every client.
       if (serve.preCompressed) addVaryAcceptEncoding(reply)
     }
   }
-  core.respond(reply, ref, relative, options, extras)
+  const onFile = lookup.onFile
+  if (onFile === undefined) {
+    core.respond(reply, ref, relative, options, extras)
+    return
+  }
+  // onFile, as send calls it: with the file about to be sent (after
+  // allowedPath), awaited before any header is set; what it throws or
+  // rejects with goes to Fastify's error handler.
+  let result: void | Promise<void>
+  try {
+    result = onFile(filePath, statsOf(ref.file.fd, filePath))
+  } catch (err) {
+    ref.release()
+    reply.send(err)
+    return
+  }
+  if (result === undefined || typeof (result as { then?: unknown }).then !== 'function') {
+    core.respond(reply, ref, relative, options, extras)
+    return
+  }
+  result.then(() => core.respond(reply, ref, relative, options, extras), (err: unknown) => {
+    ref.release()
+    reply.send(err)
+  })
 }
 
 // setHeaders gets an fs.Stats, as with @fastify/static: of the very file
@@ -479,23 +619,29 @@ function registerFileRoutes (fastify: FastifyInstance, base: Lookup, prefix: str
   const indexNames = new Set(serve.index)
   const indexDirs = new Map<string, string>()
   const routes = new Set<string>()
-  const route = (url: string, file: string, root: string): void => {
+  const route = (url: string, file: string, root: string, rootName: string): void => {
     fastify.route({
       ...routeOptions,
       method: ['HEAD', 'GET'],
       url,
       handler (request, reply) {
-        lookUp(request, reply, file, { ...base, roots: [root] })
+        lookUp(request, reply, file, { ...base, roots: [root], rootNames: [rootName] })
         return reply
       }
     })
   }
+  const rootNames = new Map<string, string>()
+  serve.roots.forEach((root, i) => {
+    // allowedPath gets the root as @fastify/static passes it here: with '/' added.
+    const name = serve.rootNames[i]
+    rootNames.set(root, name.endsWith('/') ? name : name + '/')
+  })
   for (const root of serve.roots) {
-    for (const file of filesUnder(root, serve.serveDotFiles)) {
+    for (const file of filesUnder(root, serve.serveDotFiles, serve.globIgnore)) {
       const url = prefix + file
       if (routes.has(url)) continue
       routes.add(url)
-      route(url, '/' + file, root)
+      route(url, '/' + file, root, rootNames.get(root)!)
       const dir = path.posix.dirname(url)
       if (indexNames.has(path.posix.basename(url)) && !indexDirs.has(dir)) indexDirs.set(dir, root)
     }
@@ -503,8 +649,8 @@ function registerFileRoutes (fastify: FastifyInstance, base: Lookup, prefix: str
   for (const [dir, root] of indexDirs) {
     const folderUrl = dir.endsWith('/') ? dir : dir + '/'
     const file = '/' + folderUrl.slice(prefix.length)
-    route(folderUrl, file, root)
-    if (serve.redirect && folderUrl.length > 1) route(folderUrl.slice(0, -1), file.slice(0, -1), root)
+    route(folderUrl, file, root, rootNames.get(root)!)
+    if (serve.redirect && folderUrl.length > 1) route(folderUrl.slice(0, -1), file.slice(0, -1), root, rootNames.get(root)!)
   }
 }
 
@@ -513,7 +659,7 @@ function registerFileRoutes (fastify: FastifyInstance, base: Lookup, prefix: str
  * glob's `follow: true`; a folder that is its own ancestor (a symlink
  * loop) is not entered again.
  */
-function filesUnder (root: string, dot: boolean): string[] {
+function filesUnder (root: string, dot: boolean, ignore: IgnoreMatcher | null): string[] {
   const files: string[] = []
   const ancestors = new Set<string>()
   const walk = (dir: string, relative: string): void => {
@@ -530,8 +676,11 @@ function filesUnder (root: string, dot: boolean): string[] {
       let entry: fs.Stats
       try { entry = fs.statSync(full) } catch { continue }
       const rel = relative === '' ? name : relative + '/' + name
-      if (entry.isDirectory()) walk(full, rel)
-      else files.push(rel)
+      if (entry.isDirectory()) {
+        if (ignore === null || !ignore.childrenIgnored(rel, full)) walk(full, rel)
+      } else if (ignore === null || !ignore.ignored(rel, full)) {
+        files.push(rel)
+      }
     }
     ancestors.delete(key)
   }

@@ -532,6 +532,10 @@ test('serve-mode options are refused without serve: true, naming the option', as
     [{ root, allowedPath: () => true }, 'allowedPath'],
     [{ root, decorateReply: true }, 'decorateReply'],
     [{ root, wildcard: false }, 'wildcard'],
+    [{ root, list: true }, 'list'],
+    [{ root, onFile () {} }, 'onFile'],
+    [{ root, globIgnore: ['*.map'] }, 'globIgnore'],
+    [{ root, suppressWarning: true }, 'suppressWarning'],
     [{ root: [root] }, 'root']
   ]
   for (const [options, name] of cases) {
@@ -545,9 +549,10 @@ test('serve-mode options are refused without serve: true, naming the option', as
 
 test('serve mode: invalid values and unsupported @fastify/static options are refused at registration', async () => {
   const root = fixtures()
+  const sub = path.join(root, 'sub')
   const cases = [
     [{ serve: true }, 'root', /required/],
-    [{ root, serve: 'yes' }, 'serve', /boolean/],
+    [{ root, serve: 'yes' }, 'serve', /one of true, false, "decorators"/],
     [{ root: [], serve: true }, 'root', /empty/],
     [{ root: [root, root], serve: true }, 'root', /duplicate/],
     [{ root: [root, path.join(root, 'sub', '..')], serve: true }, 'root', /duplicate/],
@@ -567,12 +572,25 @@ test('serve mode: invalid values and unsupported @fastify/static options are ref
     [{ root, serve: true, wildcard: 0 }, 'wildcard', /boolean/],
     [{ root, serve: true, logLevel: 'loud' }, 'logLevel', /one of/],
     [{ root, serve: true, constraints: 'host' }, 'constraints', /object/],
-    [{ root, serve: true, list: true }, 'list', /not supported/],
-    [{ root, serve: true, list: { format: 'json' } }, 'list', /not supported/],
-    [{ root, serve: true, globIgnore: ['*.map'] }, 'globIgnore', /not supported/],
-    [{ root, serve: true, onFile () {} }, 'onFile', /not supported/],
-    [{ root, serve: true, suppressWarning: true }, 'suppressWarning', /not supported/],
-    [{ root, list: true }, 'list', /not supported/],
+    // list: @fastify/static's checks (lib/dirList.js validateOptions), by sub-option.
+    [{ root, serve: true, list: 'yes' }, 'list', /true, false or an object/],
+    [{ root, serve: true, list: { format: 'xml' } }, 'list.format', /one of "json", "html"/],
+    [{ root, serve: true, list: { names: 'index.json' } }, 'list.names', /array/],
+    [{ root, serve: true, list: { names: [1] } }, 'list.names', /string/],
+    [{ root, serve: true, list: { jsonFormat: 'full' } }, 'list.jsonFormat', /one of "names", "extended"/],
+    [{ root, serve: true, list: { extendedFolderInfo: 'yes' } }, 'list.extendedFolderInfo', /boolean/],
+    [{ root, serve: true, list: { format: 'html' } }, 'list.render', /required with html format/],
+    [{ root, serve: true, list: { render: '<ul>' } }, 'list.render', /function/],
+    [{ root, serve: true, list: { sort: true } }, 'list.sort', /unknown option/],
+    [{ root: [root, sub], serve: true, list: true }, 'list', /several roots/],
+    [{ serve: 'decorators', list: true }, 'list', /needs a root/],
+    [{ root, serve: true, globIgnore: [1] }, 'globIgnore', /glob pattern/],
+    [{ root, serve: true, globIgnore: 5 }, 'globIgnore', /glob pattern/],
+    [{ root, serve: true, onFile: 'log' }, 'onFile', /function/],
+    [{ root, serve: true, suppressWarning: 'yes' }, 'suppressWarning', /boolean/],
+    // @fastify/static 10 has no `send` option (it ignores one): refused, saying so.
+    [{ root, serve: true, send: { dotfiles: 'ignore' } }, 'send', /not an option of @fastify\/static 10/],
+    [{ serve: 'decorators', root: 'relative' }, 'root', /absolute/],
     [{ root, serve: true, unknownKey: 1 }, 'unknownKey', /unknown option/]
   ]
   for (const [options, name, message] of cases) {
@@ -617,7 +635,10 @@ test('serve mode: valid option sets register and serve', async (t) => {
       acceptRanges: true,
       cacheControl: true
     }, '/p/hello.txt'],
-    [{ root, serve: true, prefix: undefined, index: undefined, setHeaders: undefined }, '/hello.txt']
+    [{ root, serve: true, prefix: undefined, index: undefined, setHeaders: undefined }, '/hello.txt'],
+    [{ root, serve: true, list: true, onFile () {}, suppressWarning: true, wildcard: false, globIgnore: ['sub/**'] }, '/hello.txt'],
+    [{ root, serve: true, list: false, globIgnore: '*.map' }, '/hello.txt'],
+    [{ root, serve: true, list: { format: 'html', render: () => '', names: ['index.json'], jsonFormat: 'extended', extendedFolderInfo: true } }, '/hello.txt']
   ]
   for (const [options, url] of valid) {
     await t.test(describe(options), async (t) => {

@@ -308,7 +308,7 @@ test('reply.sendFile and reply.download: @fastify/static\'s signatures, served z
       app.get('/send-root-opts/*', (req, reply) => reply.sendFile(req.params['*'], second, { cacheControl: false }))
       app.get('/send-index/*', (req, reply) => reply.sendFile(req.params['*'], { index: 'guide.html' }))
       app.get('/send-bad', (req, reply) => reply.sendFile('readme.txt', { maxAge: 'soon' }))
-      app.get('/send-onfile', (req, reply) => reply.sendFile('readme.txt', { onFile () {} }))
+      app.get('/send-onfile', (req, reply) => reply.sendFile('readme.txt', { onFile: 'not a function' }))
       app.get('/download/*', (req, reply) => reply.download(req.params['*']))
       app.get('/download-name/*', (req, reply) => reply.download(req.params['*'], 'Grüße "x".txt'))
       app.get('/download-opts/*', (req, reply) => reply.download(req.params['*'], { root: second }))

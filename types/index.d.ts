@@ -12,7 +12,8 @@ declare module 'fastify' {
     sendFileZeroCopy (filePath: string, options?: fastifyZeroCopy.SendFileZeroCopyOptions): FastifyReply
     /** How this reply's body was sent, once known; null before. */
     zeroCopyTransport: fastifyZeroCopy.Transport | null
-    // With serve: true and decorateReply (default true), @fastify/static's
+    // In serve mode (serve: true or 'decorators') with decorateReply
+    // (default true), @fastify/static's
     // reply decorators, sent zero-copy. Declared as methods with its exact
     // signatures, so they merge as overloads with @fastify/static's own
     // declarations when both packages' types are installed.
@@ -104,9 +105,64 @@ declare namespace fastifyZeroCopy {
     cache?: CacheOptions | false
   }
 
+  /** Totals of a listed folder (list.extendedFolderInfo). */
+  export interface ExtendedInformation {
+    /** Files directly in the folder. */
+    fileCount: number
+    /** Files in the folder and below. */
+    totalFileCount: number
+    /** Folders directly in the folder. */
+    folderCount: number
+    /** Folders in the folder and below. */
+    totalFolderCount: number
+    /** Bytes of all files in the folder and below. */
+    totalSize: number
+    /** Latest mtime (ms) of the files in the folder and below; 0 when none. */
+    lastModified: number
+  }
+
+  /** A folder in a listing, as list.render gets it. */
+  export interface ListDir {
+    href: string
+    name: string
+    stats: Stats
+    extendedInfo?: ExtendedInformation
+  }
+
+  /** A file in a listing, as list.render gets it. */
+  export interface ListFile {
+    href: string
+    name: string
+    stats: Stats
+  }
+
+  export interface ListRender {
+    (dirs: ListDir[], files: ListFile[]): string
+  }
+
+  export interface ListOptions {
+    /** Missing paths whose last segment is one of these list their folder ('/': a folder URL). */
+    names?: string[]
+    /** Add recursive totals to each folder (extendedInfo). */
+    extendedFolderInfo?: boolean
+    /** JSON listings: names only (default), or entries with their stats. */
+    jsonFormat?: 'names' | 'extended'
+  }
+
+  export interface ListOptionsJsonFormat extends ListOptions {
+    /** Default 'json'; `?format=html` picks HTML per request (then render is needed). */
+    format?: 'json'
+    render?: ListRender
+  }
+
+  export interface ListOptionsHtmlFormat extends ListOptions {
+    format: 'html'
+    render: ListRender
+  }
+
   /**
-   * Static-serving mode (serve: true): @fastify/static's options, with its
-   * names and meanings. See README for the differences.
+   * Static-serving mode (serve: true, or 'decorators'): @fastify/static's
+   * options, with its names and meanings. See README for the differences.
    */
   export interface ServeModeOptions {
     /** URL prefix of the routes. Default '/'. A trailing '/' is added unless prefixAvoidTrailingSlash. */
@@ -137,6 +193,14 @@ declare namespace fastifyZeroCopy {
     wildcard?: boolean
     /** With wildcard: false, also register routes for files and folders whose name starts with a dot. Default false. */
     serveDotFiles?: boolean
+    /** With wildcard: false, glob patterns (relative to root) of files not to register, as glob's `ignore`. */
+    globIgnore?: string | string[]
+    /** Directory listings (JSON, or HTML from render). Needs a single root. Default off. */
+    list?: boolean | ListOptionsJsonFormat | ListOptionsHtmlFormat
+    /** Called with the file about to be sent (absolute path, fs.Stats), after allowedPath; awaited; a throw goes to the error handler. */
+    onFile?: (path: string, stat: Stats) => void | Promise<void>
+    /** Log no warning at registration (the only one: the native addon is missing). Default false. */
+    suppressWarning?: boolean
   }
 
   /** serve-mode options are `never` without serve: true. */
@@ -152,6 +216,12 @@ declare namespace fastifyZeroCopy {
       /** The folder to serve, or several, searched in order ("first found, first served"). */
       root: string | string[]
     })
+    | (Omit<PluginOptions, 'root'> & ServeModeOptions & {
+      /** reply.sendFile and reply.download without routes (@fastify/static's serve: false). */
+      serve: 'decorators'
+      /** The folder(s) sendFile looks in; without one, sendFile takes absolute paths only. */
+      root?: string | string[]
+    })
 
   /** Per-call options of reply.sendFile and reply.download (as @fastify/static's SendOptions). */
   export interface SendFileOptions extends FileResponseOptions {
@@ -159,6 +229,8 @@ declare namespace fastifyZeroCopy {
     extensions?: string | string[]
     /** Accepted for @fastify/static compatibility; it has no effect on a single file (as there). */
     serveDotFiles?: boolean
+    /** Replaces the plugin's onFile for this call. */
+    onFile?: (path: string, stat: Stats) => void | Promise<void>
   }
 
   export interface SendFileZeroCopyOptions extends FileResponseOptions {

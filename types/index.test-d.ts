@@ -1,7 +1,8 @@
 import fastify, { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify'
 import { expectAssignable, expectError, expectNotAssignable, expectType } from 'tsd'
 import zeroCopy, {
-  SendFileZeroCopyOptions, FastifyZeroCopyOptions, ZeroCopyStats, Transport, ZeroCopyDecorator, ServeModeOptions, SendFileOptions
+  SendFileZeroCopyOptions, FastifyZeroCopyOptions, ZeroCopyStats, Transport, ZeroCopyDecorator, ServeModeOptions, SendFileOptions,
+  ListDir, ListFile
 } from '..'
 import { Stats } from 'node:fs'
 import * as ns from '..'
@@ -170,9 +171,54 @@ expectError(app.register(zeroCopy, { serve: true, root: '/srv', allowedPath: tru
 expectError(app.register(zeroCopy, { serve: true, root: '/srv', prefix: 1 }))
 expectError(app.register(zeroCopy, { serve: true, root: '/srv', logLevel: 'loud' }))
 expectError(app.register(zeroCopy, { serve: true, root: [1] }))
-// @fastify/static options this plugin refuses are not in the types either.
-expectError(app.register(zeroCopy, { serve: true, root: '/srv', list: true }))
-expectError(app.register(zeroCopy, { serve: true, root: '/srv', globIgnore: ['*.map'] }))
+// list, globIgnore, onFile, suppressWarning: @fastify/static's meanings.
+app.register(zeroCopy, { serve: true, root: '/srv', list: true })
+app.register(zeroCopy, { serve: true, root: '/srv', list: { names: ['index.json', '/'], jsonFormat: 'extended', extendedFolderInfo: true } })
+app.register(zeroCopy, {
+  serve: true,
+  root: '/srv',
+  list: {
+    format: 'html',
+    render (dirs, files) {
+      expectType<ListDir[]>(dirs)
+      expectType<ListFile[]>(files)
+      expectType<number | undefined>(dirs[0].extendedInfo?.totalFileCount)
+      return dirs.map((d) => d.href).concat(files.map((f) => `${f.name} ${f.stats.size}`)).join('\n')
+    }
+  }
+})
+app.register(zeroCopy, { serve: true, root: '/srv', wildcard: false, globIgnore: ['**/*.map', 'private/**'] })
+app.register(zeroCopy, { serve: true, root: '/srv', wildcard: false, globIgnore: '*.map' })
+app.register(zeroCopy, { serve: true, root: '/srv', suppressWarning: true })
+app.register(zeroCopy, {
+  serve: true,
+  root: '/srv',
+  onFile (filePath, stat) {
+    expectType<string>(filePath)
+    expectType<Stats>(stat)
+  }
+})
+app.register(zeroCopy, { serve: true, root: '/srv', async onFile () {} })
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', list: { format: 'html' } }))
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', list: { format: 'xml' } }))
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', list: { jsonFormat: 'full' } }))
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', list: { names: 'index.json' } }))
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', list: 'yes' }))
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', globIgnore: [1] }))
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', onFile: 'log' }))
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', suppressWarning: 'yes' }))
+expectError(app.register(zeroCopy, { root: '/srv', list: true }))
+expectError(app.register(zeroCopy, { root: '/srv', onFile () {} }))
+// @fastify/static 10 has no `send` option: not in the types either.
+expectError(app.register(zeroCopy, { serve: true, root: '/srv', send: { dotfiles: 'ignore' } }))
+
+// serve: 'decorators' (@fastify/static's serve: false): root optional.
+app.register(zeroCopy, { serve: 'decorators' })
+app.register(zeroCopy, { serve: 'decorators', root: '/srv', allowedPath: (p) => p !== '/secret', onFile () {} })
+app.register(zeroCopy, { serve: 'decorators', root: ['/a', '/b'] })
+expectAssignable<FastifyZeroCopyOptions>({ serve: 'decorators' })
+expectError(app.register(zeroCopy, { serve: 'routes', root: '/srv' }))
+expectError(app.register(zeroCopy, { serve: 'decorators', root: 1 }))
 
 // reply.sendFile and reply.download: @fastify/static's signatures.
 app.get('/serve', (request, reply) => {
@@ -184,6 +230,9 @@ app.get('/serve', (request, reply) => {
   expectType<FastifyReply>(reply.download('a.pdf', 'report.pdf'))
   expectType<FastifyReply>(reply.download('a.pdf', { acceptRanges: false }))
   expectType<FastifyReply>(reply.download('a.pdf', 'report.pdf', { root: '/other/root' }))
+  expectType<FastifyReply>(reply.sendFile('a.html', { onFile (p, stat) { expectType<string>(p); expectType<Stats>(stat) } }))
+  expectType<FastifyReply>(reply.download('a.pdf', { async onFile () {} }))
+  expectError(reply.sendFile('a.html', { onFile: true }))
   expectError(reply.sendFile())
   expectError(reply.sendFile(1))
   expectError(reply.sendFile('a.html', 1))
