@@ -1,0 +1,241 @@
+'use strict'
+// @fastify/static's own test suite, run against serve mode (issue #13).
+//
+// The test files of the pinned devDependency (node_modules/@fastify/static/
+// test, shipped in its npm tarball with their fixtures) are copied to a
+// temporary folder, once per file, next to an index.js that loads
+// test/fixtures/fastify-static-shim: fastify-zero-copy registered under
+// @fastify/static's name with `serve: true` added (README: "change the
+// import and add serve: true"). Their `require('..')` and `require('../')`
+// get the shim; `require('../lib/...')` gets stand-ins (lib/dirList.js
+// throws, lib/errors.js is @fastify/static's, used as expected values).
+// Each file runs in its own process with our reporter
+// (fixtures/fastify-static-shim/reporter.js, one JSON line per test) and
+// guard (guard.js: a test that waits forever fails alone instead of
+// cancelling the rest of its file), bounded in time, so an upstream failure
+// never crashes this suite.
+//
+// The same files also run against the real @fastify/static (a copy of the
+// whole package), which says which tests exist and that the environment
+// lets them pass.
+//
+// Every upstream test that fails against serve mode must be in ALLOWED
+// below, with a category and a reason; an entry whose test now passes, or
+// no longer exists, fails this suite too, so the list stays exact.
+
+const { test } = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { spawn } = require('node:child_process')
+
+const UPSTREAM = path.dirname(require.resolve('@fastify/static/package.json'))
+const UPSTREAM_VERSION = require('@fastify/static/package.json').version
+const SHIM = path.join(__dirname, 'fixtures', 'fastify-static-shim')
+const REPORTER = path.join(SHIM, 'reporter.js')
+const GUARD = path.join(SHIM, 'guard.js')
+const NODE_MODULES = path.join(__dirname, '..', 'node_modules')
+const FILES = fs.readdirSync(path.join(UPSTREAM, 'test')).filter((f) => f.endsWith('.test.js')).sort()
+/** Time bound of one upstream file's process; they take a few seconds. */
+const FILE_TIMEOUT_MS = 120_000
+/** node:test's own per-test bound, for a test the guard cannot see hang (one that keeps a socket open). */
+const TEST_TIMEOUT_MS = 30_000
+
+// ---------------------------------------------------------------------------
+// The allow-list. `test` is the name path, ' > ' between a test and its
+// subtest; a name that occurs twice in a file gets ' #2' on the second.
+
+const CATEGORIES = {
+  deliberate: 'deliberate difference',
+  proxyquire: 'replaces internals (proxyquire)',
+  internals: 'calls internals',
+  list: 'not yet built: list',
+  onFile: 'not yet built: onFile',
+  globIgnore: 'not yet built: globIgnore',
+  suppressWarning: 'not yet built: suppressWarning',
+  serveFalse: 'not yet built: serve false',
+  undocumented: 'undocumented difference',
+  upstreamToo: 'fails against @fastify/static too'
+}
+
+const ALLOWED = [
+]
+
+// ---------------------------------------------------------------------------
+// Running the upstream files.
+
+function makeCopy (target) {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), `zc-fastify-static-${target}-`))
+  const pkg = path.join(base, 'fastify-static')
+  if (target === 'upstream') {
+    fs.cpSync(UPSTREAM, pkg, { recursive: true, verbatimSymlinks: true })
+  } else {
+    fs.cpSync(path.join(UPSTREAM, 'test'), path.join(pkg, 'test'), { recursive: true, verbatimSymlinks: true })
+    fs.mkdirSync(path.join(pkg, 'lib'))
+    const forward = (file, to) => fs.writeFileSync(path.join(pkg, file), `'use strict'\nmodule.exports = require(${JSON.stringify(to)})\n`)
+    forward('index.js', SHIM)
+    forward('lib/dirList.js', path.join(SHIM, 'lib', 'dirList.js'))
+    forward('lib/errors.js', path.join(SHIM, 'lib', 'errors.js'))
+  }
+  // The two symlinks of upstream's repository that npm leaves out of the tarball.
+  const links = [
+    ['../origin', 'test/static-symbolic-link/dir/symlink'],
+    ['/none', 'test/static/shallow/no-link'] // dangling on purpose
+  ]
+  for (const [to, at] of links) {
+    const where = path.join(pkg, at)
+    fs.mkdirSync(path.dirname(where), { recursive: true })
+    try { fs.lstatSync(where) } catch { fs.symlinkSync(to, where) }
+  }
+  return { base, pkg }
+}
+
+function runFile (target, file) {
+  const { base, pkg } = makeCopy(target)
+  const out = path.join(base, 'results.jsonl')
+  const args = [
+    '--require', GUARD,
+    '--test-reporter', REPORTER,
+    '--test-reporter-destination', out,
+    '--test-timeout', String(TEST_TIMEOUT_MS),
+    path.join(pkg, 'test', file)
+  ]
+  // NODE_PATH: the copy is outside the repository, its bare requires
+  // (fastify, pino, proxyquire...) resolve from our node_modules.
+  const env = { ...process.env, NODE_PATH: NODE_MODULES, NODE_OPTIONS: '' }
+  delete env.NODE_TEST_CONTEXT
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { cwd: pkg, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    const keep = (chunk) => { if (output.length < 200_000) output += chunk }
+    child.stdout.on('data', keep)
+    child.stderr.on('data', keep)
+    let timedOut = false
+    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL') }, FILE_TIMEOUT_MS)
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      const results = []
+      let text = ''
+      try { text = fs.readFileSync(out, 'utf8') } catch {}
+      for (const line of text.split('\n')) {
+        if (line === '') continue
+        try { results.push(JSON.parse(line)) } catch {} // a line cut by SIGKILL
+      }
+      fs.rmSync(base, { recursive: true, force: true })
+      resolve({ file, code, signal, timedOut, output, results })
+    })
+  })
+}
+
+/** Runs every upstream file against `target`; a Map of key -> result. */
+async function runSuite (target) {
+  const byKey = new Map()
+  const problems = []
+  for (const file of FILES) {
+    const run = await runFile(target, file)
+    const seen = new Map()
+    for (const r of run.results) {
+      const name = r.path.join(' > ')
+      const n = (seen.get(name) ?? 0) + 1
+      seen.set(name, n)
+      const key = `${file} :: ${name}${n > 1 ? ` #${n}` : ''}`
+      byKey.set(key, { ...r, key, file, name })
+    }
+    if (run.timedOut) problems.push(`${file}: did not finish within ${FILE_TIMEOUT_MS / 1000} s (killed)`)
+    else if (run.results.length === 0) problems.push(`${file}: reported no test (exit ${run.code}):\n${run.output.slice(-2000)}`)
+  }
+  return { byKey, problems }
+}
+
+// Failed on its own account, not only because a subtest did.
+const ownFailure = (r) => r !== undefined && !r.pass && r.failureType !== 'subtestsFailed'
+
+function ancestorFailed (results, r) {
+  for (let i = r.path.length - 1; i > 0; i--) {
+    const name = r.path.slice(0, i).join(' > ')
+    for (const other of results.values()) {
+      if (other.file === r.file && other.name === name && !other.pass) return true
+    }
+  }
+  return false
+}
+
+// ---------------------------------------------------------------------------
+
+let upstreamRun = null
+let serveRun = null
+const upstream = () => (upstreamRun ??= runSuite('upstream'))
+const serve = () => (serveRun ??= runSuite('serve'))
+
+test(`@fastify/static ${UPSTREAM_VERSION}'s own suite passes against @fastify/static itself (sanity)`, async () => {
+  serve().catch(() => {}) // started now, awaited by the next test
+  const { byKey, problems } = await upstream()
+  assert.deepEqual(problems, [])
+  const allowedToo = new Set(ALLOWED.filter((a) => a.category === CATEGORIES.upstreamToo).map((a) => `${a.file} :: ${a.test}`))
+  const failing = [...byKey.values()].filter(ownFailure)
+  const counts = { total: byKey.size, pass: 0, fail: failing.length, skip: 0 }
+  for (const r of byKey.values()) if (r.pass) r.skip ? counts.skip++ : counts.pass++
+  console.log(`@fastify/static ${UPSTREAM_VERSION} against itself: ${counts.total} tests, ${counts.pass} pass, ${counts.skip} skipped, ${counts.fail} fail`)
+  const unexplained = failing.filter((r) => !allowedToo.has(r.key))
+    .map((r) => `${r.key}\n    ${r.error}`)
+  assert.deepEqual(unexplained, [], 'these upstream tests fail against @fastify/static itself; add them to ALLOWED ' +
+    `with category '${CATEGORIES.upstreamToo}' and the reason`)
+  const stale = [...allowedToo].filter((key) => !ownFailure(byKey.get(key)))
+  assert.deepEqual(stale, [], `these '${CATEGORIES.upstreamToo}' entries pass against @fastify/static now: remove them from ALLOWED`)
+})
+
+test(`@fastify/static ${UPSTREAM_VERSION}'s own suite against serve mode, with the allow-list`, async () => {
+  const categories = new Set(Object.values(CATEGORIES))
+  const allowed = new Map()
+  for (const entry of ALLOWED) {
+    const key = `${entry.file} :: ${entry.test}`
+    assert.ok(categories.has(entry.category), `${key}: unknown category "${entry.category}"`)
+    assert.ok(typeof entry.reason === 'string' && entry.reason.length > 0, `${key}: no reason`)
+    assert.ok(!allowed.has(key), `${key}: listed twice`)
+    allowed.set(key, entry)
+  }
+
+  const [{ byKey: theirs }, { byKey: ours, problems }] = await Promise.all([upstream(), serve()])
+  assert.deepEqual(problems, [])
+
+  const gone = [...allowed.keys()].filter((key) => !theirs.has(key))
+  const unexpected = []
+  const stale = []
+  const notRun = []
+  const counts = { pass: 0, fail: 0, skip: 0, notReached: 0 }
+  const perCategory = Object.fromEntries(Object.values(CATEGORIES).map((c) => [c, 0]))
+  for (const [key, their] of theirs) {
+    const our = ours.get(key)
+    const entry = allowed.get(key)
+    if (our === undefined) {
+      // Not reached: a parent failed before declaring it.
+      const parentFailed = ancestorFailed(ours, their)
+      if (parentFailed) counts.notReached++
+      else notRun.push(key)
+      continue
+    }
+    if (ownFailure(our)) {
+      counts.fail++
+      if (entry === undefined) unexpected.push(`${key}\n    ${our.error}`)
+      else perCategory[entry.category]++
+    } else {
+      if (our.skip) counts.skip++
+      else if (our.pass) counts.pass++
+      if (entry !== undefined && entry.category !== CATEGORIES.upstreamToo) stale.push(key)
+    }
+  }
+  for (const [key, our] of ours) {
+    if (!theirs.has(key) && ownFailure(our)) unexpected.push(`${key} (only in the serve-mode run)\n    ${our.error}`)
+  }
+
+  console.log(`@fastify/static ${UPSTREAM_VERSION}'s suite against serve mode: ${theirs.size} upstream tests; ` +
+    `${counts.pass} pass, ${counts.skip} skipped, ${counts.fail} fail, ${counts.notReached} not reached (a parent failed first)`)
+  for (const [category, n] of Object.entries(perCategory)) if (n > 0) console.log(`  allow-listed, ${category}: ${n}`)
+
+  assert.deepEqual(gone, [], 'these ALLOWED entries name tests that no longer exist upstream: remove or rename them')
+  assert.deepEqual(notRun, [], 'these upstream tests did not run against serve mode, though no parent failed')
+  assert.deepEqual(unexpected, [], 'these upstream tests fail against serve mode and are not in ALLOWED: fix serve mode, ' +
+    'or add them with a category and the reason')
+  assert.deepEqual(stale, [], 'these ALLOWED tests pass now: remove them from ALLOWED')
+})
