@@ -133,6 +133,37 @@ async function eventually (check, { timeoutMs = 5000, stepMs = 20 } = {}) {
   return check()
 }
 
+/**
+ * Sends `GET url` on a connection opened before this process's fd table is
+ * filled (so the request itself needs no new fd), answers the head of the
+ * response, and frees the fds again.
+ */
+async function requestWithoutFds (port, url) {
+  const socket = net.connect(port, '127.0.0.1')
+  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject))
+  const received = []
+  const answered = new Promise((resolve) => {
+    socket.on('data', (d) => {
+      received.push(d)
+      if (Buffer.concat(received).includes('\r\n\r\n')) resolve()
+    })
+  })
+  const hog = []
+  try {
+    for (;;) hog.push(fs.openSync('/dev/null', 'r'))
+  } catch (err) {
+    if (err.code !== 'EMFILE') throw err
+  }
+  try {
+    socket.write(`GET ${url} HTTP/1.1\r\nHost: localhost\r\n\r\n`)
+    await answered
+  } finally {
+    for (const fd of hog) fs.closeSync(fd)
+  }
+  socket.destroy()
+  return Buffer.concat(received).toString('latin1').split('\r\n\r\n')[0]
+}
+
 module.exports = {
-  sha256, patternBytes, SIZES, fixtures, startServer, urlOf, rawExchange, parseResponses, openFdCount, fdsOutsideCache, eventually, zeroCopy
+  sha256, patternBytes, SIZES, fixtures, startServer, urlOf, rawExchange, parseResponses, openFdCount, fdsOutsideCache, eventually, requestWithoutFds, zeroCopy
 }

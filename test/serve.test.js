@@ -12,7 +12,7 @@ const path = require('node:path')
 const zlib = require('node:zlib')
 const { spawnSync } = require('node:child_process')
 const Fastify = require('fastify')
-const { sha256, rawExchange, parseResponses, eventually, zeroCopy } = require('./helpers')
+const { sha256, rawExchange, parseResponses, eventually, requestWithoutFds, zeroCopy } = require('./helpers')
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'static')
 
@@ -491,34 +491,11 @@ app.get('/', (request, reply) => {
 // 503 with Retry-After (a passing state). The connection is opened before
 // the fd table is filled, so the request itself needs no new fd.
 test('EMFILE: serve mode and sendFileZeroCopy both answer 503 with Retry-After', async (t) => {
-  const net = require('node:net')
   const { port } = await serve(t, { cache: false }, {
     after: (app) => app.get('/core/hello.txt', (req, reply) => reply.sendFileZeroCopy('hello.txt'))
   })
   for (const url of ['/hello.txt', '/core/hello.txt']) {
-    const socket = net.connect(port, '127.0.0.1')
-    await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject))
-    const received = []
-    const answered = new Promise((resolve) => {
-      socket.on('data', (d) => {
-        received.push(d)
-        if (Buffer.concat(received).includes('\r\n\r\n')) resolve()
-      })
-    })
-    const hog = []
-    try {
-      for (;;) hog.push(fs.openSync('/dev/null', 'r'))
-    } catch (err) {
-      assert.equal(err.code, 'EMFILE')
-    }
-    try {
-      socket.write(`GET ${url} HTTP/1.1\r\nHost: localhost\r\n\r\n`)
-      await answered
-    } finally {
-      for (const fd of hog) fs.closeSync(fd)
-    }
-    socket.destroy()
-    const head = Buffer.concat(received).toString('latin1').split('\r\n\r\n')[0]
+    const head = await requestWithoutFds(port, url)
     assert.match(head, /^HTTP\/1\.1 503 /, url)
     assert.match(head, /\r\nretry-after: 1\r\n/i, url)
   }
