@@ -11,7 +11,7 @@ const USAGE = 'usage: fastify-zero-copy [dir] [--port N] [--host H] [--no-precom
   '  dir                 the folder to serve (default: the current folder)\n' +
   '  --port N            port to listen on, 0 for any free one (default 3000)\n' +
   '  --host H            address to listen on (default 127.0.0.1)\n' +
-  '  --no-precompressed  do not serve .br/.gz siblings by Accept-Encoding'
+  '  --no-precompressed  do not serve .br/.zst/.gz/.deflate siblings by Accept-Encoding'
 
 interface CliArgs { dir: string, port: number, host: string, preCompressed: boolean }
 

@@ -17,7 +17,7 @@ const { sha256, rawExchange, parseResponses, eventually, requestWithoutFds, zero
 const FIXTURE = path.join(__dirname, 'fixtures', 'static')
 
 let tree = null
-/** test/fixtures/static copied to a temporary folder, with .br/.gz siblings. */
+/** test/fixtures/static copied to a temporary folder, with .br/.gz siblings (and .zst for app.js). */
 function fixtureTree () {
   if (tree !== null) return tree
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'zc-serve-'))
@@ -28,9 +28,27 @@ function fixtureTree () {
     fs.writeFileSync(path.join(pub, rel + '.br'), zlib.brotliCompressSync(source))
     fs.writeFileSync(path.join(pub, rel + '.gz'), zlib.gzipSync(source))
   }
+  const zst = zstdCompress(fs.readFileSync(path.join(pub, 'app.js')))
+  if (zst !== null) fs.writeFileSync(path.join(pub, 'app.js.zst'), zst)
   process.on('exit', () => fs.rmSync(base, { recursive: true, force: true }))
   tree = { public: pub, second: path.join(base, 'second') }
   return tree
+}
+
+// zstd: node:zlib has it from Node 22.15/23.8; on Node 20, Debian's zstd
+// (.ci/run installs it). null: neither.
+const ZSTD_CLI = spawnSync('zstd', ['--version']).status === 0
+const NO_ZSTD = typeof zlib.zstdCompressSync !== 'function' && !ZSTD_CLI
+  ? 'no zstd: neither node:zlib (Node 22.15+) nor the zstd command (apt-get install zstd)'
+  : false
+function zstdCompress (buf) {
+  if (typeof zlib.zstdCompressSync === 'function') return zlib.zstdCompressSync(buf)
+  if (!ZSTD_CLI) return null
+  return spawnSync('zstd', ['-q', '-c', '-19'], { input: buf, maxBuffer: 64 << 20 }).stdout
+}
+function zstdDecompress (buf) {
+  if (typeof zlib.zstdDecompressSync === 'function') return zlib.zstdDecompressSync(buf)
+  return spawnSync('zstd', ['-q', '-d', '-c'], { input: buf, maxBuffer: 64 << 20 }).stdout
 }
 
 const file = (rel, root = fixtureTree().public) => fs.readFileSync(path.join(root, rel))
@@ -219,6 +237,41 @@ test('preCompressed: the sibling is chosen by Accept-Encoding, typed as the orig
   assert.equal(after.bytes.sendfile - before.bytes.sendfile,
     file('app.js.br').length + file('index.html.gz').length + file('app.js').length + 10)
   assert.ok(await eventually(() => seen.filter((s) => s.transport === 'sendfile').length === 4))
+})
+
+test('preCompressed: a .zst sibling for zstd (after br on a tie, before gzip), decoded byte-exact, sent with sendfile', { skip: NO_ZSTD }, async (t) => {
+  const { app, port } = await serve(t, { preCompressed: true })
+  const before = app.zeroCopy.stats()
+  const zst = await rawGet(port, '/app.js', { 'accept-encoding': 'zstd, gzip' })
+  assert.equal(zst.status, 200)
+  assert.equal(zst.headers['content-encoding'], 'zstd')
+  assert.equal(zst.headers.vary, 'accept-encoding')
+  assert.equal(zst.headers['content-type'], 'application/javascript; charset=utf-8')
+  assert.equal(sha256(zst.body), sha256(file('app.js.zst')))
+  assert.equal(sha256(zstdDecompress(zst.body)), sha256(file('app.js')))
+
+  // Chrome's header: br and zstd with the same q, br first.
+  const chrome = await rawGet(port, '/app.js', { 'accept-encoding': 'gzip, deflate, br, zstd' })
+  assert.equal(chrome.headers['content-encoding'], 'br')
+  const noBr = await rawGet(port, '/app.js', { 'accept-encoding': 'gzip, deflate, br;q=0, zstd' })
+  assert.equal(noBr.headers['content-encoding'], 'zstd')
+  // A file without a .zst sibling: the next acceptable coding.
+  const html = await rawGet(port, '/', { 'accept-encoding': 'zstd, gzip;q=0.5' })
+  assert.equal(html.headers['content-encoding'], 'gzip')
+  assert.equal(sha256(html.body), sha256(file('index.html.gz')))
+
+  // Its own validators: a tag for the zstd bytes, revalidated, and a range of them.
+  assert.notEqual(zst.headers.etag, chrome.headers.etag)
+  const notModified = await rawGet(port, '/app.js', { 'accept-encoding': 'zstd', 'if-none-match': zst.headers.etag })
+  assert.equal(notModified.status, 304)
+  assert.equal(notModified.headers['content-encoding'], 'zstd')
+  const part = await rawGet(port, '/app.js', { 'accept-encoding': 'zstd', range: 'bytes=0-3' })
+  assert.equal(part.status, 206)
+  assert.deepEqual(part.body, file('app.js.zst').subarray(0, 4))
+
+  const after = app.zeroCopy.stats()
+  assert.equal(after.responses.sendfile - before.responses.sendfile, 5)
+  assert.equal(after.responses.write - before.responses.write, 0)
 })
 
 test('setHeaders that throws: a 500 through Fastify, and the file is not left open', async (t) => {

@@ -14,9 +14,10 @@ function check (header, expected) {
   assert.deepEqual(acceptableCodings(header, SUPPORTED), expected, `Accept-Encoding: ${JSON.stringify(header)}`)
 }
 
-test('the server order and suffixes are br, gzip, deflate like @fastify/static', () => {
+test('the server order and suffixes: br, zstd, gzip, deflate (@fastify/static: br, gzip, deflate)', () => {
   assert.deepEqual(PRECOMPRESSED_CODINGS, [
     { coding: 'br', suffix: '.br' },
+    { coding: 'zstd', suffix: '.zst' },
     { coding: 'gzip', suffix: '.gz' },
     { coding: 'deflate', suffix: '.deflate' }
   ])
@@ -38,6 +39,16 @@ test('plain lists: the server order breaks ties', () => {
   check('gzip, br', ['br', 'gzip'])
   check('gzip, deflate, br', ['br', 'gzip', 'deflate'])
   check('deflate, gzip', ['gzip', 'deflate'])
+})
+
+test('zstd: after br, before gzip on a tie; chosen by its q like any coding', () => {
+  check('zstd', ['zstd'])
+  check('gzip, deflate, br, zstd', ['br', 'zstd', 'gzip', 'deflate']) // Chrome 123+
+  check('gzip, deflate, br, zstd;q=0', ['br', 'gzip', 'deflate'])
+  check('zstd, gzip', ['zstd', 'gzip'])
+  check('br;q=0.5, zstd', ['zstd', 'br'])
+  check('ZSTD;q=0.9, gzip;q=0.8', ['zstd', 'gzip'])
+  check('*', ['gzip']) // * stays gzip only
 })
 
 test('q-values order the choice', () => {
@@ -133,6 +144,7 @@ test('differential: the same choice as @fastify/static except the listed cases',
     'gzip, deflate, br', 'gzip, deflate', 'br;q=1.0, gzip;q=0.8, *;q=0.1',
     'gzip;q=1.0, identity; q=0.5, *;q=0', 'br;q=0, gzip', 'gzip;q=0', 'br, gzip;q=0',
     'br;q=0.5, gzip', 'gzip;q=0.8, br;q=0.9', 'deflate;q=0.5, gzip;q=0.5', 'br;q=0.2, *',
+    'gzip, deflate, br, zstd', 'zstd;q=0.5, gzip', 'zstd, br;q=0.9',
     'identity;q=0', 'br, identity;q=0', 'GZIP', 'Br;Q=0.5, GZip;q=0.4', 'compress, gzip',
     ...allowed.keys()
   ]
