@@ -82,6 +82,17 @@ export function registerStaticRoutes (fastify: FastifyInstance, core: ServeCore)
   const routeOptions: Partial<RouteOptions> = { schema: { hide: serve.schemaHide } as RouteOptions['schema'] }
   if (serve.constraints !== undefined) routeOptions.constraints = serve.constraints
   if (serve.logLevel !== undefined) routeOptions.logLevel = serve.logLevel as RouteOptions['logLevel']
+  // As @fastify/static's routes: a route-level errorHandler (an onRoute
+  // hook sees one) that hands the error to the app's, read when the error
+  // happens, except a stream closed before its end: no response can be
+  // completed then, so the connection is dropped.
+  routeOptions.errorHandler = (error, request, reply) => {
+    if ((error as { code?: unknown } | null)?.code === 'ERR_STREAM_PREMATURE_CLOSE') {
+      request.raw.destroy()
+      return
+    }
+    return fastify.errorHandler(error, request, reply)
+  }
 
   if (serve.wildcard) {
     let matchPrefix: PrefixMatcher | undefined

@@ -67,8 +67,7 @@ const README = {
   caseFold: 'No check for differently cased spellings of a path',
   rootExists: 'The root must exist at registration (@fastify/static only logs a warning',
   onFileRefused: 'an `onFile` that is not a function (`null` included) are refused',
-  sendRefused: 'A `send` option is refused (@fastify/static has none and ignores it).',
-  errorHandler: 'The routes carry no route-level `errorHandler`'
+  sendRefused: 'A `send` option is refused (@fastify/static has none and ignores it).'
 }
 const readme = (key) => `README differences: "${README[key]}"`
 
@@ -183,13 +182,7 @@ const ALLOWED = [
   proxyquireTest('register with failing glob handler', 'glob (expects registration to fail when it does)', /Missing expected rejection/),
   proxyquireTest('register with rootpath that causes statSync to fail with non-ENOENT code',
     'node:fs (expects registration to fail)', /Missing expected rejection/),
-  {
-    file: 'static.test.js',
-    test: 'routes should fallback to default errorHandler',
-    category: CATEGORIES.deliberate,
-    because: /routeOptions\.errorHandler/,
-    reason: `asserts a route-level \`errorHandler\` in onRoute; the 500 it then checks is the same: ${readme('errorHandler')}`
-  },
+
   ...[
     'should serve files into hidden dir with wildcard `false`',
     'should serve files into hidden dir without wildcard option'

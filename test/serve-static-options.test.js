@@ -235,6 +235,32 @@ test('the file\'s Content-Type (and Cache-Control) replace what the app set befo
   assert.equal((await get('/typed'))[1].headers['content-type'], 'text/html; charset=utf-8')
 })
 
+test('route-level errorHandler, as @fastify/static\'s: onRoute sees one, errors reach the app\'s handler, a premature close drops the connection', async (t) => {
+  for (const [name, plugin, mode] of [['@fastify/static', fastifyStatic, {}], ['serve mode', zeroCopy, { serve: true }]]) {
+    const app = Fastify()
+    const handlers = []
+    app.addHook('onRoute', (route) => { handlers.push(typeof route.errorHandler) })
+    await app.register(plugin, { root: fixtureTree(), ...mode })
+    // Set after registration: the routes' handler reads the app's when the error happens.
+    app.setErrorHandler((err, req, reply) => { reply.code(599).send({ mine: err.message }) })
+    app.addHook('onRequest', async (req) => {
+      const code = req.headers['x-fail']
+      if (code !== undefined) throw Object.assign(new Error('failed on purpose'), { code })
+    })
+    t.after(() => app.close())
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const url = `http://127.0.0.1:${app.server.address().port}/index.html`
+    assert.ok(handlers.length > 0 && handlers.every((h) => h === 'function'), `${name}: ${handlers}`)
+    const failed = await fetch(url, { headers: { 'x-fail': 'SOMETHING_ELSE' } })
+    assert.equal(failed.status, 599, name)
+    assert.deepEqual(await failed.json(), { mine: 'failed on purpose' }, name)
+    await assert.rejects(fetch(url, { headers: { 'x-fail': 'ERR_STREAM_PREMATURE_CLOSE' } }), TypeError, `${name}: the connection is dropped`)
+    const ok = await fetch(url)
+    assert.equal(ok.status, 200, name)
+    assert.equal(sha256(Buffer.from(await ok.arrayBuffer())), sha256(file('index.html')), name)
+  }
+})
+
 test('payload.path in onSend: the file\'s absolute path, as on @fastify/send\'s stream; the body still goes by sendfile', async (t) => {
   const { get, ours } = await pair(t, { root: fixtureTree(), preCompressed: true }, (app, events) => {
     app.addHook('onSend', async (req, reply, payload) => {
