@@ -98,8 +98,12 @@ function openNative (resolved: Exclude<ResolvedPath, { kind: 'refused' }>, roots
   if (fd === EXDEV && resolved.kind === 'beneath') {
     try {
       return openPortable(resolved, roots, symlinksAnywhere)
-    } catch {
-      // Never let the answer depend on what exists outside the root.
+    } catch (err) {
+      // Never let the answer depend on what exists outside the root,
+      // unless symlinks may lead there (allowSymlinksOutsideRoot): then a
+      // missing file behind one is missing (404), as a GET of a file there
+      // is served.
+      if (symlinksAnywhere) throw err
       throw systemError(EXDEV, 'open')
     }
   }

@@ -6,7 +6,7 @@
 import os from 'node:os'
 import path from 'node:path'
 import fsp from 'node:fs/promises'
-import type { Stats } from 'node:fs'
+import type { Dirent, Stats } from 'node:fs'
 import type { FastifyReply } from 'fastify'
 import Ajv from 'ajv'
 import { FST_ZEROCOPY_INVALID_OPTION } from './errors'
@@ -169,17 +169,54 @@ async function eachLimited<T> (items: T[], fn: (item: T) => Promise<void>): Prom
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker))
 }
 
-async function addExtendedInfo (dir: string, info: ExtendedInfo): Promise<void> {
-  const names = await fsp.readdir(dir)
-  await eachLimited(names, async (name) => {
-    let stats: Stats
-    try { stats = await fsp.stat(path.join(dir, name)) } catch { return }
+/**
+ * What a listing may show, by the rules a request for each entry would
+ * meet: no dotfile unless they are allowed, and (unless symlinks may lead
+ * anywhere) nothing whose real place is outside the root, so neither the
+ * name nor the stats of a symlink's outside target are given away, a GET
+ * of it being a 403 anyway.
+ */
+export interface ListingScope {
+  dotfiles: 'allow' | 'deny' | 'ignore'
+  /** The root's real path; null: symlinks may lead anywhere (allowSymlinksOutsideRoot). */
+  realRoot: string | null
+}
+
+// The fs.Stats of a folder entry (symlinks followed), or null when it is
+// out of scope, vanished, or a dangling symlink.
+async function entryStats (dir: string, entry: Dirent, scope: ListingScope): Promise<Stats | null> {
+  const full = path.join(dir, entry.name)
+  if (entry.isSymbolicLink() && scope.realRoot !== null) {
+    let real: string
+    try { real = await fsp.realpath(full) } catch { return null }
+    if (real !== scope.realRoot && !real.startsWith(scope.realRoot === '/' ? '/' : scope.realRoot + path.sep)) return null
+  }
+  try { return await fsp.stat(full) } catch { return null }
+}
+
+async function readScoped (dir: string, scope: ListingScope): Promise<Dirent[]> {
+  const entries = await fsp.readdir(dir, { withFileTypes: true })
+  return scope.dotfiles === 'allow' ? entries : entries.filter((e) => !e.name.startsWith('.'))
+}
+
+const folderKey = (stats: Stats): string => `${stats.dev}:${stats.ino}`
+
+// `seen`: the folders this walk has counted. Each is walked once, so a
+// symlink back to a folder above (a loop) or many links to one folder cost
+// one walk, not one per path to it.
+async function addExtendedInfo (dir: string, info: ExtendedInfo, scope: ListingScope, seen: Set<string>): Promise<void> {
+  const entries = await readScoped(dir, scope)
+  await eachLimited(entries, async (entry) => {
+    const stats = await entryStats(dir, entry, scope)
+    if (stats === null) return
     if (stats.isDirectory()) {
+      if (seen.has(folderKey(stats))) return
+      seen.add(folderKey(stats))
       info.totalFolderCount++
       info.folderCount++
       // Counts below the first level go to the totals only.
       const nested: ExtendedInfo = { totalSize: 0, fileCount: 0, totalFileCount: 0, folderCount: 0, totalFolderCount: 0, lastModified: 0 }
-      await addExtendedInfo(path.join(dir, name), nested)
+      await addExtendedInfo(path.join(dir, entry.name), nested, scope, seen)
       info.totalSize += nested.totalSize
       info.totalFileCount += nested.totalFileCount
       info.totalFolderCount += nested.totalFolderCount
@@ -193,30 +230,29 @@ async function addExtendedInfo (dir: string, info: ExtendedInfo): Promise<void> 
   })
 }
 
-/** A folder's entries, folders and files apart, each sorted by name; dotfiles left out unless allowed. */
-export async function readListing (dir: string, list: ListOptions, dotfiles: 'allow' | 'deny' | 'ignore'): Promise<{ dirs: ListEntry[], files: ListEntry[] }> {
-  const entries: { dirs: ListEntry[], files: ListEntry[] } = { dirs: [], files: [] }
-  let names = await fsp.readdir(dir)
-  if (dotfiles !== 'allow') names = names.filter((name) => !name.startsWith('.'))
-  await eachLimited(names, async (name) => {
-    let stats: Stats
-    // An entry that vanished, or a dangling symlink, is left out.
-    try { stats = await fsp.stat(path.join(dir, name)) } catch { return }
-    const entry: ListEntry = { name, stats }
+/** A folder's entries in scope, folders and files apart, each sorted by name. */
+export async function readListing (dir: string, list: ListOptions, scope: ListingScope): Promise<{ dirs: ListEntry[], files: ListEntry[] }> {
+  const listing: { dirs: ListEntry[], files: ListEntry[] } = { dirs: [], files: [] }
+  const entries = await readScoped(dir, scope)
+  const self = list.extendedFolderInfo ? folderKey(await fsp.stat(dir)) : ''
+  await eachLimited(entries, async (dirent) => {
+    const stats = await entryStats(dir, dirent, scope)
+    if (stats === null) return
+    const entry: ListEntry = { name: dirent.name, stats }
     if (stats.isDirectory()) {
       if (list.extendedFolderInfo) {
         const info: ExtendedInfo = { totalSize: 0, fileCount: 0, totalFileCount: 0, folderCount: 0, totalFolderCount: 0, lastModified: 0 }
-        await addExtendedInfo(path.join(dir, name), info)
+        await addExtendedInfo(path.join(dir, dirent.name), info, scope, new Set([self, folderKey(stats)]))
         entry.extendedInfo = info
       }
-      entries.dirs.push(entry)
+      listing.dirs.push(entry)
     } else {
-      entries.files.push(entry)
+      listing.files.push(entry)
     }
   })
-  entries.dirs.sort((a, b) => a.name.localeCompare(b.name))
-  entries.files.sort((a, b) => a.name.localeCompare(b.name))
-  return entries
+  listing.dirs.sort((a, b) => a.name.localeCompare(b.name))
+  listing.files.sort((a, b) => a.name.localeCompare(b.name))
+  return listing
 }
 
 /** Where a listing goes: its folder, the request's route (below the prefix), and the prefix. */
@@ -224,7 +260,11 @@ export interface ListingRequest {
   dir: string
   route: string
   prefix: string
-  dotfiles: 'allow' | 'deny' | 'ignore'
+  /** The root `dir` was found beneath. */
+  root: string
+  dotfiles: ListingScope['dotfiles']
+  /** allowSymlinksOutsideRoot: entries may lead anywhere. */
+  symlinksAnywhere: boolean
 }
 
 /**
@@ -241,7 +281,8 @@ export async function sendListing (reply: FastifyReply, list: ListOptions, at: L
   }
   let entries
   try {
-    entries = await readListing(at.dir, list, at.dotfiles)
+    const realRoot = at.symlinksAnywhere ? null : await fsp.realpath(at.root)
+    entries = await readListing(at.dir, list, { dotfiles: at.dotfiles, realRoot })
   } catch (err) {
     unreadable(err as Error)
     return

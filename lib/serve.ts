@@ -21,6 +21,7 @@ import { resolveRequestPath } from './resolve-path'
 import { acceptableCodings, PRECOMPRESSED_CODINGS } from './accept-encoding'
 import { isListingName, listedFolder, sendListing } from './serve-list'
 import { FST_ZEROCOPY_BAD_PATH, FST_ZEROCOPY_FORBIDDEN, FST_ZEROCOPY_INVALID_OPTION, FST_ZEROCOPY_NO_ROOT, httpErrorForOpen, sendHttpError } from './errors'
+import { sendThrown } from './fastify-internals'
 
 const CODINGS = PRECOMPRESSED_CODINGS.map((c) => c.coding)
 const SUFFIX = new Map(PRECOMPRESSED_CODINGS.map((c) => [c.coding, c.suffix]))
@@ -214,12 +215,32 @@ function lookUp (request: FastifyRequest, reply: FastifyReply, pathname: string,
     try {
       attempt(request, reply, pathname, 0, null, lookup)
     } catch (err) {
-      // findIndex ran out of file descriptors: 503 with Retry-After, as
-      // for the file itself (not "no index", which would be a 404).
-      if (!isOutOfFds(err)) throw err
-      sendHttpError(reply, httpErrorForOpen(err as Error))
+      // Nothing may escape: a pipelined request runs from an event of the
+      // response before it, where a throw would end the process.
+      if (reply.sent) {
+        reply.log.error({ err }, 'fastify-zero-copy: error after the response was sent')
+      } else if (isOutOfFds(err)) {
+        // findIndex ran out of file descriptors: 503 with Retry-After, as
+        // for the file itself (not "no index", which would be a 404).
+        sendHttpError(reply, httpErrorForOpen(err as Error))
+      } else {
+        // allowedPath threw: Fastify's error handler, as for a route handler.
+        sendThrown(reply, err)
+      }
     }
   })
+}
+
+// allowedPath on the final path, with that file already open: a throw
+// gives the file back before it goes on to the error handler.
+function allowsOpened (allowedPath: NonNullable<Lookup['serve']['allowedPath']>, final: string, rootName: string | undefined,
+  request: FastifyRequest, ref: { release: () => void }): boolean {
+  try {
+    return allowedPath(final, rootName, request)
+  } catch (err) {
+    ref.release()
+    throw err
+  }
 }
 
 function isOutOfFds (err: unknown): boolean {
@@ -268,7 +289,7 @@ function attempt (request: FastifyRequest, reply: FastifyReply, pathname: string
       // extension): allowedPath sees that one too, under its logical name.
       const selected = coding === undefined ? found.relative : found.relative.slice(0, -SUFFIX.get(coding)!.length)
       const final = root === undefined || !requested.startsWith('/') ? selected : '/' + selected
-      if (serve.allowedPath !== undefined && final !== requested && !serve.allowedPath(final, rootName, request)) {
+      if (serve.allowedPath !== undefined && final !== requested && !allowsOpened(serve.allowedPath, final, rootName, request, found.ref)) {
         found.ref.release()
         reply.callNotFound()
         return
@@ -280,7 +301,7 @@ function attempt (request: FastifyRequest, reply: FastifyReply, pathname: string
       // A listing wins over the redirect and the index (@fastify/static
       // lists first; its later answer finds the reply already sent).
       if (serve.list !== null && root !== undefined) {
-        list(reply, path.join(root, found.relative), pathname, lookup)
+        list(reply, root, found.relative, pathname, lookup)
       } else if (serve.redirect) {
         reply.redirect(redirectUrl(request.raw.url ?? '/'), 301)
       } else if (!pathname.endsWith('/') && findIndex(pathname, root, lookup) !== undefined) {
@@ -294,7 +315,7 @@ function attempt (request: FastifyRequest, reply: FastifyReply, pathname: string
     case 'folder':
       // index is off (send's 403 for a folder URL): its listing, or the 403.
       if (serve.list !== null && lookup.index.length === 0 && root !== undefined) {
-        list(reply, path.join(root, found.relative), pathname, lookup)
+        list(reply, root, found.relative, pathname, lookup)
         return
       }
       sendHttpError(reply, new FST_ZEROCOPY_FORBIDDEN())
@@ -305,8 +326,11 @@ function attempt (request: FastifyRequest, reply: FastifyReply, pathname: string
           attempt(request, reply, pathname + '/', 0, tried, lookup)
           return
         }
-        // A missing listing name (`/dir/index.json`): the folder's listing.
-        if (serve.list !== null && serve.roots.length > 0 && isListingName(pathname, serve.list) && listNamed(reply, pathname, lookup)) return
+        // A missing listing name (`/dir/index.json`): the folder's listing,
+        // once the file itself is known to be missing (not only a
+        // pre-compressed sibling of it, or of a folder's index).
+        if (coding === undefined && serve.list !== null && serve.roots.length > 0 && isListingName(pathname, serve.list) &&
+            listNamed(reply, pathname, lookup)) return
         if (coding !== undefined) {
           tried!.add(coding)
           attempt(request, reply, pathname, rootIndex, tried, lookup)
@@ -349,12 +373,15 @@ function listNamed (reply: FastifyReply, pathname: string, lookup: Lookup): bool
   const isFolder = opened.ref.file.isDirectory
   opened.ref.release()
   if (!isFolder) reply.callNotFound()
-  else list(reply, dir, pathname, lookup)
+  else list(reply, root, path.relative(root, dir), pathname, lookup)
   return true
 }
 
-function list (reply: FastifyReply, dir: string, route: string, lookup: Lookup): void {
-  const at = { dir, route, prefix: lookup.prefix, dotfiles: lookup.options.dotfiles }
+function list (reply: FastifyReply, root: string, relative: string, route: string, lookup: Lookup): void {
+  const { options } = lookup
+  const at = {
+    dir: path.join(root, relative), route, prefix: lookup.prefix, root, dotfiles: options.dotfiles, symlinksAnywhere: options.allowSymlinksOutsideRoot
+  }
   sendListing(reply, lookup.serve.list!, at, (err) => {
     // Deviation: out of file descriptors is a 503 with Retry-After (as
     // for files); @fastify/static sends any unreadable folder to the 404
@@ -509,7 +536,7 @@ function respond (reply: FastifyReply, ref: FileRef, relative: string, root: str
     result = onFile(filePath, statsOf(ref.file.fd, filePath))
   } catch (err) {
     ref.release()
-    reply.send(err)
+    sendThrown(reply, err)
     return
   }
   if (result === undefined || typeof (result as { then?: unknown }).then !== 'function') {
@@ -518,7 +545,7 @@ function respond (reply: FastifyReply, ref: FileRef, relative: string, root: str
   }
   result.then(() => core.respond(reply, ref, relative, options, extras), (err: unknown) => {
     ref.release()
-    reply.send(err)
+    sendThrown(reply, err)
   })
 }
 

@@ -84,11 +84,11 @@ test('readListing: folders and files apart, sorted, dotfiles by policy, extended
     fs.writeFileSync(path.join(dir, 'a.txt'), 'a')
     fs.writeFileSync(path.join(dir, '.env'), 'x')
     fs.symlinkSync(path.join(dir, 'gone'), path.join(dir, 'dangling'))
-    let entries = await list.readListing(dir, options({}), 'ignore')
+    let entries = await list.readListing(dir, options({}), { dotfiles: 'ignore', realRoot: fs.realpathSync(dir) })
     assert.deepEqual(entries.dirs.map((e) => e.name), ['b'])
     assert.deepEqual(entries.files.map((e) => e.name), ['a.txt', 'z.txt'])
     assert.equal(entries.dirs[0].extendedInfo, undefined)
-    entries = await list.readListing(dir, options({ extendedFolderInfo: true }), 'allow')
+    entries = await list.readListing(dir, options({ extendedFolderInfo: true }), { dotfiles: 'allow', realRoot: fs.realpathSync(dir) })
     assert.deepEqual(entries.files.map((e) => e.name), ['.env', 'a.txt', 'z.txt'])
     const info = entries.dirs[0].extendedInfo
     // fileCount/folderCount: the folder's own entries (@fastify/static's README; its code counts all levels).
@@ -96,9 +96,54 @@ test('readListing: folders and files apart, sorted, dotfiles by policy, extended
       totalSize: 8, fileCount: 1, totalFileCount: 2, folderCount: 1, totalFolderCount: 1,
       lastModified: Math.max(fs.statSync(path.join(dir, 'b', 'one.txt')).mtimeMs, fs.statSync(path.join(dir, 'b', 'c', 'two.txt')).mtimeMs)
     })
-    await assert.rejects(list.readListing(path.join(dir, 'missing'), options({}), 'allow'), { code: 'ENOENT' })
+    await assert.rejects(list.readListing(path.join(dir, 'missing'), options({}), { dotfiles: 'allow', realRoot: null }), { code: 'ENOENT' })
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('readListing: what a request could not get is neither listed nor counted (symlinks out of root, dot folders); loops are walked once', async () => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'zc-list-scope-'))
+  try {
+    const root = path.join(base, 'root')
+    const outside = path.join(base, 'outside')
+    fs.mkdirSync(path.join(outside, 'deep'), { recursive: true })
+    fs.writeFileSync(path.join(outside, 'secret.txt'), 'x'.repeat(1000))
+    fs.writeFileSync(path.join(outside, 'deep', 'more.txt'), 'y'.repeat(500))
+    fs.mkdirSync(path.join(root, 'sub', '.git', 'objects'), { recursive: true })
+    fs.writeFileSync(path.join(root, 'sub', '.git', 'objects', 'pack'), 'z'.repeat(300))
+    fs.writeFileSync(path.join(root, 'sub', 'page.txt'), '1234')
+    fs.symlinkSync(outside, path.join(root, 'link'))
+    fs.symlinkSync(path.join(outside, 'secret.txt'), path.join(root, 'slink.txt'))
+    fs.symlinkSync(path.join(outside, 'deep'), path.join(root, 'sub', 'away'))
+    // Inside links are fine, absolute or relative, and counted once.
+    fs.symlinkSync(path.join(root, 'sub', 'page.txt'), path.join(root, 'inside.txt'))
+    fs.symlinkSync('sub', path.join(root, 'alias'))
+    // A loop: two links back up (each walk would branch without end).
+    fs.mkdirSync(path.join(root, 'd'))
+    fs.writeFileSync(path.join(root, 'd', 'f.txt'), '12')
+    fs.symlinkSync('..', path.join(root, 'd', 'l1'))
+    fs.symlinkSync('..', path.join(root, 'd', 'l2'))
+    const extended = options({ extendedFolderInfo: true })
+
+    const scoped = await list.readListing(root, extended, { dotfiles: 'deny', realRoot: fs.realpathSync(root) })
+    assert.deepEqual(scoped.dirs.map((e) => e.name), ['alias', 'd', 'sub'])
+    assert.deepEqual(scoped.files.map((e) => e.name), ['inside.txt'])
+    const sub = scoped.dirs.find((e) => e.name === 'sub').extendedInfo
+    assert.deepEqual([sub.totalSize, sub.fileCount, sub.totalFileCount, sub.folderCount, sub.totalFolderCount], [4, 1, 1, 0, 0])
+    const d = scoped.dirs.find((e) => e.name === 'd').extendedInfo
+    // d: f.txt; l1 and l2 lead to the listed folder itself, already counted.
+    assert.deepEqual([d.totalSize, d.fileCount, d.totalFileCount, d.folderCount, d.totalFolderCount], [2, 1, 1, 0, 0])
+
+    // allowSymlinksOutsideRoot and dotfiles: 'allow' show them all.
+    const open = await list.readListing(root, extended, { dotfiles: 'allow', realRoot: null })
+    assert.deepEqual(open.dirs.map((e) => e.name), ['alias', 'd', 'link', 'sub'])
+    assert.deepEqual(open.files.map((e) => e.name), ['inside.txt', 'slink.txt'])
+    const openSub = open.dirs.find((e) => e.name === 'sub').extendedInfo
+    // page.txt + .git/objects/pack + away/more.txt; folders .git, objects, away
+    assert.deepEqual([openSub.totalSize, openSub.totalFileCount, openSub.totalFolderCount], [4 + 300 + 500, 3, 3])
+  } finally {
+    fs.rmSync(base, { recursive: true, force: true })
   }
 })
 
@@ -150,7 +195,16 @@ const SETS = [
   { name: 'json names, prefix without slash', options: { prefix: '/public', prefixAvoidTrailingSlash: true, list: { format: 'json', names: ['index', 'index.json', '/'] } } },
   { name: 'json + render (for ?format=html)', options: { prefix: '/p/', list: { format: 'json', render } } },
   { name: 'extended + extendedFolderInfo', options: { index: false, list: { jsonFormat: 'extended', extendedFolderInfo: true, names: ['index.json'] } }, extended: true },
-  { name: 'dotfiles deny', options: { dotfiles: 'deny', index: false, list: true } }
+  { name: 'dotfiles deny', options: { dotfiles: 'deny', index: false, list: true } },
+  // Folder URLs whose index has no pre-compressed sibling: the index, not
+  // the listing that names: ['/'] gives a folder URL with nothing there.
+  {
+    name: 'preCompressed, names with "/"',
+    options: { preCompressed: true, list: { names: ['/', 'index.json'] } },
+    // README difference: with preCompressed, @fastify/static answers a
+    // folder URL without an index 404 where it would list it without.
+    differs: { 'noindex/': [404, 200], 'odd/': [404, 200] }
+  }
 ]
 
 const URLS = ['', 'docs', 'docs/', 'docs/index.json', 'docs/index', 'noindex', 'noindex/', 'noindex/index.json', 'odd/', 'odd',
@@ -168,6 +222,10 @@ test('listings answer like @fastify/static\'s (status, type, body)', async (t) =
         const full = url === '' && prefix !== '/' ? prefix.slice(0, -1) : prefix + url
         const [theirs, ours] = await get(full)
         const where = `${set.name}: GET ${full}`
+        if (set.differs?.[url] !== undefined) {
+          assert.deepEqual([theirs.status, ours.status], set.differs[url], where)
+          continue
+        }
         assert.equal(ours.status, theirs.status, where)
         if (theirs.status >= 500) {
           // Errors: same status and message, our own code (README difference 13).
@@ -195,7 +253,7 @@ test('listings: files next to listing names are still sent by sendfile', async (
   assert.equal(app.zeroCopy.stats().responses.sendfile, 1)
 })
 
-test('listings: a symlinked folder that leaves the root is not listed', async (t) => {
+test('listings: a symlinked folder that leaves the root is neither listed nor shown in its parent (unless allowSymlinksOutsideRoot)', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zc-list-out-'))
   const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'zc-list-outside-'))
   t.after(() => { fs.rmSync(dir, { recursive: true, force: true }); fs.rmSync(outside, { recursive: true, force: true }) })
@@ -212,8 +270,22 @@ test('listings: a symlinked folder that leaves the root is not listed', async (t
     assert.ok(res.status === 403 || res.status === 404, `${url}: ${res.status}`)
     assert.ok(!body.includes('secret.txt'), url)
   }
+  // Its name and its target's stats would describe what a GET of it refuses.
   const res = await fetch(base + '/index.json')
-  assert.deepEqual(await res.json(), { dirs: ['out'], files: [] })
+  assert.deepEqual(await res.json(), { dirs: [], files: [] })
+
+  const open = Fastify()
+  await open.register(zeroCopy, { root: dir, serve: true, index: false, allowSymlinksOutsideRoot: true, list: { names: ['index.json'] } })
+  t.after(() => open.close())
+  await open.listen({ port: 0, host: '127.0.0.1' })
+  const openBase = `http://127.0.0.1:${open.server.address().port}`
+  assert.deepEqual(await (await fetch(openBase + '/index.json')).json(), { dirs: ['out'], files: [] })
+  assert.deepEqual(await (await fetch(openBase + '/out/index.json')).json(), { dirs: [], files: ['secret.txt'] })
+  // Where symlinks may lead, a missing file there is missing; where they
+  // may not, the answer never depends on what exists outside (403 both).
+  assert.equal((await fetch(openBase + '/out/missing.txt')).status, 404)
+  assert.equal((await fetch(base + '/out/missing.txt')).status, 403)
+  assert.equal((await fetch(base + '/out/secret.txt')).status, 403)
 })
 
 // Out of file descriptors while listing: 503 with Retry-After, as for a

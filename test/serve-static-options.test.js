@@ -123,6 +123,31 @@ test('onFile: a throw or a rejection goes to Fastify\'s error handler, and the f
   assert.equal(stats.responses.sendfile + stats.responses.write, 0)
 })
 
+test('onFile that throws or rejects with a non-Error: Fastify\'s error handler, as for a route handler (never a 200 with it as the body)', async (t) => {
+  const thrown = {
+    'readme.txt': () => { throw 'denied' }, // eslint-disable-line no-throw-literal
+    'style.css': () => { throw { statusCode: 403, message: 'no entry' } }, // eslint-disable-line no-throw-literal
+    'data.json': () => Promise.reject() // eslint-disable-line prefer-promise-reject-errors
+  }
+  const { get, ours } = await pair(t, { root: fixtureTree(), onFile: (p) => thrown[path.basename(p)]?.() }, (app) => {
+    app.get('/call/readme.txt', (req, reply) => reply.sendFile('index.html', { onFile () { throw 'denied per call' } })) // eslint-disable-line no-throw-literal
+  })
+  for (const [url, status] of [['/readme.txt', 500], ['/style.css', 403], ['/data.json', 500]]) {
+    const [theirs, mine] = await get(url)
+    assert.equal(theirs.status, status, `@fastify/static: ${url}`)
+    assert.equal(mine.status, status, url)
+    assert.equal(mine.body.toString(), theirs.body.toString(), url)
+  }
+  const [ok] = [(await get('/index.html'))[1]]
+  assert.equal(ok.status, 200)
+  // Per call, @fastify/static sends the thrown string as a 200 body; here it is the error handler's 500.
+  const [theirs, mine] = await get('/call/readme.txt')
+  assert.deepEqual([theirs.status, theirs.body.toString()], [200, 'denied per call'])
+  assert.equal(mine.status, 500)
+  const stats = ours.app.zeroCopy.stats()
+  assert.equal(stats.responses.sendfile + stats.responses.write, 1)
+})
+
 // --- globIgnore -------------------------------------------------------------------
 
 test('globIgnore (wildcard: false): the same routes as @fastify/static\'s glob ignore', async (t) => {

@@ -12,7 +12,7 @@ const path = require('node:path')
 const zlib = require('node:zlib')
 const { spawnSync } = require('node:child_process')
 const Fastify = require('fastify')
-const { sha256, rawExchange, parseResponses, eventually, requestWithoutFds, zeroCopy } = require('./helpers')
+const { sha256, rawExchange, parseResponses, eventually, openFdCount, requestWithoutFds, zeroCopy } = require('./helpers')
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'static')
 
@@ -512,6 +512,52 @@ test('pipelined requests on one connection: each answered in order, bodies exact
   const after = app.zeroCopy.stats()
   assert.equal(after.responses.sendfile - before.responses.sendfile, 4)
   assert.equal(after.responses.write - before.responses.write, 0)
+})
+
+// allowedPath is the app's code: what it throws goes to Fastify's error
+// handler, as a route handler's would. A pipelined request runs from an
+// event of the response before it, where an escaping throw would end the
+// process; on the final path (an index) the file is already open.
+test('allowedPath that throws: a 500 through Fastify, never a crash (pipelined too) or a leaked fd', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'zc-serve-throw-'))
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }))
+  const big = Buffer.alloc(8 << 20, 7)
+  fs.writeFileSync(path.join(root, 'big.bin'), big)
+  fs.writeFileSync(path.join(root, 'a.txt'), 'a')
+  fs.mkdirSync(path.join(root, 'sub'))
+  fs.writeFileSync(path.join(root, 'sub', 'index.html'), '<p>sub</p>')
+  const app = Fastify()
+  await app.register(zeroCopy, {
+    root,
+    serve: true,
+    cache: false,
+    allowedPath (pathName) {
+      if (pathName === '/a.txt' || pathName.endsWith('/index.html')) throw new Error(`gate failed for ${pathName}`)
+      return true
+    }
+  })
+  const errors = []
+  app.setErrorHandler((err, req, reply) => { errors.push(err.message); reply.code(500).send({ gate: err.message }) })
+  t.after(() => app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = app.server.address().port
+
+  const text = 'GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n' +
+    'GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
+  const responses = parseResponses(await rawExchange(port, text), ['GET', 'GET', 'GET'])
+  assert.deepEqual(responses.map((r) => r.status), [200, 500, 200])
+  assert.equal(sha256(responses[0].body), sha256(big))
+  assert.deepEqual(JSON.parse(responses[1].body), { gate: 'gate failed for /a.txt' })
+  assert.equal(sha256(responses[2].body), sha256(big))
+
+  // The index is opened before allowedPath sees its final path: 40 refusals, no fd kept.
+  const before = openFdCount()
+  for (let i = 0; i < 40; i++) {
+    const [r] = parseResponses(await rawExchange(port, 'GET /sub/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), ['GET'])
+    assert.equal(r.status, 500)
+  }
+  assert.ok(await eventually(() => openFdCount() <= before), `open fds ${openFdCount()}, before ${before}`)
+  assert.equal(errors.filter((m) => m === 'gate failed for /sub/index.html').length, 40)
 })
 
 test('the types merge with @fastify/static\'s when both are installed (tsc, skipLibCheck off)', { timeout: 60000 }, (t) => {

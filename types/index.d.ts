@@ -179,7 +179,7 @@ declare namespace fastifyZeroCopy {
     setHeaders?: (reply: FastifyReply, path: string, stat: Stats) => void
     /** false sends the request to the 404 handler. Called with the requested path, then with the final one (index, extension). */
     allowedPath?: (pathName: string, root: string | undefined, request: FastifyRequest) => boolean
-    /** Serve .br / .gz / .deflate siblings by Accept-Encoding, with Content-Encoding and Vary. Default false. */
+    /** Serve .br / .zst / .gz / .deflate siblings by Accept-Encoding (equal q: br, zstd, gzip, deflate), with Content-Encoding and Vary. Default false. */
     preCompressed?: boolean
     /** Decorate reply.sendFile and reply.download. Default true. */
     decorateReply?: boolean
